@@ -1,7 +1,96 @@
-"""`python -m gateway up|web`: start the processes (being written)."""
+"""`python -m gateway up|web`: start the web app (and, with `up`, everything for one machine)."""
 
 from __future__ import annotations
 
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import click
 
-serve_commands: list[click.Command] = []
+from gateway.config import load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN_FILE = Path("var/cron-token")
+
+
+def web_command() -> list[str]:
+    """Return the gunicorn command line serving wsgi.py with config/gunicorn.conf.py."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--pythonpath",
+        str(ROOT),
+        "-c",
+        str(ROOT / "config" / "gunicorn.conf.py"),
+        "wsgi:app",
+    ]
+
+
+@click.command()
+def web() -> None:
+    """Serve the web app (API, UI, cron endpoints) with gunicorn."""
+    load_settings()  # fail here, in one line, on a bad setting
+    os.execv(sys.executable, web_command())
+
+
+@click.command()
+def up() -> None:
+    """Start everything for one machine: the web app (and the gateway), until Ctrl-C."""
+    env = dict(os.environ)
+    if not env.get("GATEWAY_CRON_TOKEN"):
+        env["GATEWAY_CRON_TOKEN"] = _local_token()
+    settings = load_settings(env)
+    click.echo(f"Cron Gateway on http://{settings.bind}")
+    click.echo(f"cron token: in {TOKEN_FILE.resolve()} (or set GATEWAY_CRON_TOKEN)")
+    click.echo(
+        f'try: curl -X POST -H "X-Cron-Token: $(cat {TOKEN_FILE})" '
+        f"http://{settings.bind}/crons/cleanup-sessions"
+    )
+    sys.exit(supervise([web_command()], env))
+
+
+def _local_token() -> str:
+    """Return the token kept in var/cron-token, creating it (mode 600) on first start."""
+    if TOKEN_FILE.exists():
+        return TOKEN_FILE.read_text().strip()
+    TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
+    token = "cg_" + secrets.token_urlsafe(32)
+    fd = os.open(TOKEN_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+def supervise(commands: list[list[str]], env: dict[str, str]) -> int:
+    """Run the commands side by side; when one ends or on Ctrl-C/SIGTERM, stop them all."""
+    children = [subprocess.Popen(c, env=env) for c in commands]
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    while not stopping and all(c.poll() is None for c in children):
+        time.sleep(0.2)
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    deadline = time.monotonic() + 35
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+    codes = [c.returncode or 0 for c in children]
+    return 0 if stopping else max(codes, default=0)
+
+
+serve_commands: list[click.Command] = [up, web]

@@ -1,0 +1,48 @@
+"""create_app(settings=None, *, clock=None): the gateway's web app (health now; API and UI next)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+
+from gateway.clock import SYSTEM_CLOCK
+from gateway.clock import Clock
+from gateway.config import Settings
+from gateway.config import load_settings
+from gateway.store.db import database
+from gateway.store.db import ensure_open
+
+logger = logging.getLogger("gateway.app")
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> Flask:
+    """Return the gateway's Flask app.
+
+    Example::
+
+        from gateway import CronJobs, create_app
+
+        app = create_app()              # settings from GATEWAY_* and config/gateway.toml
+        cron = CronJobs(app)            # cron endpoints of this app under /crons
+
+    The database opens on the first request, so gunicorn workers each open their own.
+    """
+    settings = settings or load_settings()
+    app = Flask("gateway")
+    app.config["GATEWAY_SETTINGS"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.extensions["gateway_clock"] = clock or SYSTEM_CLOCK
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        try:
+            ensure_open(settings.database_url)
+            database.execute_sql("SELECT 1")
+        except Exception as e:  # report, never crash: a load balancer reads this
+            logger.warning("health check: database unreachable: %s", type(e).__name__)
+            return {"status": "unavailable", "database": "unreachable"}, 503
+        return {"status": "ok", "database": "ok"}
+
+    return app

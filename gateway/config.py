@@ -1,0 +1,144 @@
+"""Settings (frozen dataclass) from GATEWAY_* environment variables and config/gateway.toml."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
+from dataclasses import fields
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from gateway.errors import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite:///var/gateway.db"
+DEFAULT_APP_URL = "http://127.0.0.1:8000"
+DEFAULT_CONFIG_FILE = "config/gateway.toml"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a process needs to know, read once at start; a bad value fails the start."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    app_url: str = DEFAULT_APP_URL
+    bind: str = "127.0.0.1:8000"
+    cron_token: str | None = field(default=None, repr=False)
+    admin_token: str | None = field(default=None, repr=False)
+    allowed_targets: tuple[str, ...] = ()
+    jobs_file: str = "config/jobs.toml"
+    allow_query_token: bool = False
+    # Bounds on what one run may store.
+    log_limit_bytes: int = 64 * 1024
+    max_body_bytes: int = 1024 * 1024
+    # App-side runs: how often a running job proves it is alive, and how long its lease lasts
+    # without proof. A worker killed with -9 leaves a lease that expires after `lease_seconds`.
+    heartbeat_seconds: float = 5.0
+    lease_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        _check_url(self.app_url, "GATEWAY_APP_URL")
+        if not self.database_url.startswith(("sqlite:", "postgres:", "postgresql:")):
+            raise ConfigError(
+                "GATEWAY_DATABASE_URL must start with sqlite:// or postgresql://",
+                field="GATEWAY_DATABASE_URL",
+            )
+        if not 0 < self.heartbeat_seconds < self.lease_seconds:
+            raise ConfigError(
+                "heartbeat_seconds must be positive and shorter than lease_seconds",
+                field="heartbeat_seconds",
+            )
+        for name in ("cron_token", "admin_token"):
+            token = getattr(self, name)
+            if token is not None and len(token) < 16:
+                raise ConfigError(
+                    f"GATEWAY_{name.upper()} must be at least 16 characters long",
+                    field=f"GATEWAY_{name.upper()}",
+                )
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """Return the hosts jobs may call: the configured list, or the app's own host."""
+        if self.allowed_targets:
+            return self.allowed_targets
+        return (urlsplit(self.app_url).hostname or "127.0.0.1",)
+
+
+_ENV = {
+    "GATEWAY_DATABASE_URL": "database_url",
+    "GATEWAY_APP_URL": "app_url",
+    "GATEWAY_BIND": "bind",
+    "GATEWAY_CRON_TOKEN": "cron_token",
+    "GATEWAY_ADMIN_TOKEN": "admin_token",
+    "GATEWAY_ALLOWED_TARGETS": "allowed_targets",
+    "GATEWAY_JOBS_FILE": "jobs_file",
+    "GATEWAY_ALLOW_QUERY_TOKEN": "allow_query_token",
+}
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, config_file: str | None = None
+) -> Settings:
+    """Read config/gateway.toml (if present), then GATEWAY_* variables, which win."""
+    env = os.environ if env is None else env
+    path = Path(config_file or env.get("GATEWAY_CONFIG", DEFAULT_CONFIG_FILE))
+    values: dict[str, Any] = _read_toml(path) if path.is_file() else {}
+    for var, name in _ENV.items():
+        if var in env:
+            values[name] = env[var]
+    return settings_from(values)
+
+
+def settings_from(values: Mapping[str, Any]) -> Settings:
+    """Build Settings from a mapping of field names, converting strings as the env gives them."""
+    known = {f.name: f for f in fields(Settings)}
+    kwargs: dict[str, Any] = {}
+    for name, raw in values.items():
+        if name not in known:
+            raise ConfigError(f"unknown setting {name!r}", field=name)
+        kwargs[name] = _convert(name, raw, Settings.__dataclass_fields__[name].type)
+    return replace(Settings(), **kwargs) if kwargs else Settings()
+
+
+def _convert(name: str, raw: Any, kind: object) -> Any:
+    kind = str(kind)
+    if kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in _TRUE | _FALSE:
+            return text in _TRUE
+        raise ConfigError(f"{name} must be true or false, not {raw!r}", field=name)
+    if kind in ("int", "float"):
+        try:
+            return int(raw) if kind == "int" else float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a number, not {raw!r}", field=name) from None
+    if kind == "tuple[str, ...]":
+        items = raw.split(",") if isinstance(raw, str) else list(raw)
+        return tuple(str(item).strip() for item in items if str(item).strip())
+    if kind == "str | None":
+        return str(raw) if raw not in (None, "") else None
+    return str(raw)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}", field=str(path)) from None
+    return dict(data.get("gateway", data))
+
+
+def _check_url(url: str, name: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name} must be an http(s) URL, not {url!r}", field=name)

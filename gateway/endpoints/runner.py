@@ -1,0 +1,146 @@
+"""Execution: run one job function under its lease, with a heartbeat, and record the outcome."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from gateway.clock import Clock
+from gateway.endpoints.context import RunContext
+from gateway.endpoints.context import SkipRun
+from gateway.store import leases
+from gateway.store import runs
+from gateway.store.db import database
+
+logger = logging.getLogger("gateway.endpoints")
+
+SUMMARY_LIMIT = 16 * 1024
+ERROR_LIMIT = 2000
+STACK_LIMIT = 32 * 1024
+
+
+@dataclass(frozen=True)
+class Result:
+    """The end of a run, as the endpoint reports it."""
+
+    execution_id: str
+    job: str
+    status: str  # success | error | skipped
+    duration_ms: int
+    summary: Any = None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "execution_id": self.execution_id,
+            "job": self.job,
+            "status": self.status,
+            "duration_ms": self.duration_ms,
+            "summary": self.summary,
+            "error": self.error,
+        }
+
+
+class Execution:
+    """One run of a job function: call it, keep its lease and heartbeat alive, record the end."""
+
+    def __init__(
+        self,
+        func: Callable[[RunContext], Any],
+        ctx: RunContext,
+        run_id: int,
+        lease_name: str,
+        *,
+        clock: Clock,
+        heartbeat_seconds: float,
+        lease_seconds: float,
+    ) -> None:
+        self.func = func
+        self.ctx = ctx
+        self.run_id = run_id
+        self.lease_name = lease_name
+        self.clock = clock
+        self.heartbeat_seconds = heartbeat_seconds
+        self.lease = timedelta(seconds=lease_seconds)
+        self._done = threading.Event()
+
+    def execute(self) -> Result:
+        """Run the function to its end and return the recorded result; never raises."""
+        beat = threading.Thread(target=self._heartbeat, name=f"heartbeat-{self.ctx.job}")
+        beat.daemon = True
+        beat.start()
+        started = self.clock.monotonic()
+        try:
+            result, stack = self._call(started)
+        finally:
+            self._done.set()
+            beat.join()
+        self._record(result, stack)
+        return result
+
+    def _call(self, started: float) -> tuple[Result, str | None]:
+        """Call the function; return its result and the stored traceback, if it raised."""
+        status, summary, error, stack = "success", None, None, None
+        try:
+            summary = _summary(self.func(self.ctx))
+        except SkipRun as e:
+            status, error = "skipped", self.ctx.redact(e.reason)[:ERROR_LIMIT]
+        except Exception as e:  # the job's own failure: stored as data, never a crash
+            status = "error"
+            error = self.ctx.redact(f"{type(e).__name__}: {e}")[:ERROR_LIMIT]
+            stack = self.ctx.redact(traceback.format_exc())[-STACK_LIMIT:]
+            logger.warning("job %s run %s failed: %s", self.ctx.job, self.ctx.execution_id, error)
+        duration_ms = int((self.clock.monotonic() - started) * 1000)
+        result = Result(self.ctx.execution_id, self.ctx.job, status, duration_ms, summary, error)
+        return result, stack
+
+    def _record(self, result: Result, stack: str | None) -> None:
+        try:
+            runs.finish_run(
+                self.run_id,
+                result.status,
+                self.clock.now(),
+                duration_ms=result.duration_ms,
+                summary=result.summary,
+                error=result.error,
+                error_stack=stack,
+                log=self.ctx.log_text() or None,
+                progress_done=self.ctx.progress_value[0] if self.ctx.progress_value else None,
+                progress_total=self.ctx.progress_value[1] if self.ctx.progress_value else None,
+            )
+        finally:
+            leases.release(self.lease_name, self.ctx.execution_id)
+
+    def _heartbeat(self) -> None:
+        """Renew the lease and store the log until the run ends (its own DB connection)."""
+        try:
+            while not self._done.wait(self.heartbeat_seconds):
+                now = self.clock.now()
+                try:
+                    if not leases.renew(self.lease_name, self.ctx.execution_id, self.lease, now):
+                        self.ctx.request_stop()  # someone took over: we are presumed dead
+                    if runs.heartbeat(
+                        self.run_id, now, self.ctx.log_text() or None, self.ctx.progress_value
+                    ):
+                        self.ctx.request_stop()
+                except Exception:
+                    logger.exception("heartbeat of run %s failed", self.ctx.execution_id)
+        finally:
+            database.close()
+
+
+def _summary(value: Any) -> Any:
+    """Return the function's return value as stored JSON (bounded, always serializable)."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = json.dumps(repr(value))
+    if len(text) > SUMMARY_LIMIT:
+        return {"truncated": True, "preview": text[:SUMMARY_LIMIT]}
+    return json.loads(text)

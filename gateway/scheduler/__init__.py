@@ -1,0 +1,1 @@
+"""The gateway's scheduling parts: pure planning and retry decisions, and the HTTP caller."""

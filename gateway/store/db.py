@@ -1,0 +1,99 @@
+"""connect(url): SQLite (WAL, busy timeout) or PostgreSQL behind one DatabaseProxy."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from peewee import Database
+from peewee import DatabaseProxy
+from peewee import PostgresqlDatabase
+from peewee import SqliteDatabase
+from playhouse.db_url import connect as connect_url
+
+from gateway.errors import ConfigError
+
+# The models bind to this proxy; `open_database` points it at a real database.
+database = DatabaseProxy()
+
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    # gunicorn workers and the gateway write to one file: wait for the lock instead of failing.
+    "busy_timeout": 10_000,
+    "synchronous": "normal",
+    "foreign_keys": 1,
+}
+
+
+def connect(url: str) -> Database:
+    """Return an (unconnected) peewee Database for a sqlite:// or postgresql:// URL.
+
+    Connections open lazily, per thread, so a database made before gunicorn forks opens its
+    connections only in the workers.
+    """
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        return _sqlite(url)
+    if scheme in ("postgres", "postgresql"):
+        db = connect_url(url)
+        assert isinstance(db, PostgresqlDatabase)
+        return db
+    raise ConfigError(f"unsupported database URL scheme {scheme!r}", field="GATEWAY_DATABASE_URL")
+
+
+def _sqlite(url: str) -> SqliteDatabase:
+    path = url.split("sqlite://", 1)[1]
+    # sqlite:///var/x.db is relative; sqlite:////abs/x.db is absolute (SQLAlchemy's rule).
+    path = path[1:] if path.startswith("/") else path
+    if not path or path == ":memory:":
+        raise ConfigError(
+            "the SQLite database must be a file shared by all processes", field="GATEWAY_DATABASE_URL"
+        )
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=SQLITE_PRAGMAS["busy_timeout"] / 1000)
+    return db
+
+
+def open_database(url: str) -> Database:
+    """Point the models at `url`, create or migrate the schema, and return the database."""
+    from gateway.store.migrate import ensure_schema
+
+    db = connect(url)
+    database.initialize(db)
+    ensure_schema(db)
+    return db
+
+
+_opened_url: str | None = None
+_open_lock = threading.Lock()
+
+
+def ensure_open(url: str) -> None:
+    """Open `url` once per process (on first use, so after gunicorn forked); cheap afterwards."""
+    global _opened_url
+    if _opened_url == url:
+        return
+    with _open_lock:
+        if _opened_url != url:
+            open_database(url)
+            _opened_url = url
+
+
+def is_sqlite(db: Database | Any | None = None) -> bool:
+    """Return True if the models' database (or `db`) is SQLite."""
+    target = db if db is not None else database.obj
+    return isinstance(target, SqliteDatabase)
+
+
+def write_transaction() -> Any:
+    """Return a context manager for a read-then-write transaction.
+
+    On SQLite this is BEGIN IMMEDIATE, so two processes cannot both read and then both write
+    (the second would fail with "database is locked" instead of waiting).
+    """
+    db = database.obj
+    if isinstance(db, SqliteDatabase):
+        return db.atomic("IMMEDIATE")
+    return db.atomic()

@@ -1,0 +1,221 @@
+"""Runs: start, attach to the gateway's row, heartbeat, finish, abandon, list. One row per attempt."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import timedelta
+from typing import Any
+
+from gateway.errors import ConflictError
+from gateway.store.db import write_transaction
+from gateway.store.models import ACTIVE_STATUSES
+from gateway.store.models import Job
+from gateway.store.models import Run
+
+TERMINAL_STATUSES = ("success", "error", "timeout", "skipped", "canceled", "abandoned", "missed")
+FAILED_STATUSES = ("error", "timeout", "abandoned")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """How a call reached the endpoint: from the gateway (with its ids) or from anyone else."""
+
+    trigger: str = "external"
+    execution_id: str | None = None
+    attempt: int = 1
+    scheduled_for: datetime | None = None
+
+
+def new_execution_id() -> str:
+    return str(uuid.uuid4())
+
+
+def start_run(job: Job, origin: Origin, caller: str, payload: Any, now: datetime) -> Run:
+    """Record that the endpoint is running `job` now, and return the run.
+
+    A call from the gateway carries an execution id: the endpoint moves the gateway's row
+    *dispatched → running* only if (execution id, attempt) still matches, so a stale or replayed
+    call raises ConflictError. An id nobody has seen (a gateway on another database) and calls
+    without one (system cron, curl) get a new row.
+    """
+    if origin.execution_id is None:
+        return _insert_running(job, origin, new_execution_id(), caller, payload, now)
+    with write_transaction():
+        run = Run.get_or_none(
+            (Run.execution_id == origin.execution_id) & (Run.attempt == origin.attempt)
+        )
+        if run is None:
+            if Run.select().where(Run.execution_id == origin.execution_id).exists():
+                raise ConflictError("this execution id belongs to another attempt")
+            return _insert_running(job, origin, origin.execution_id, caller, payload, now)
+        if run.job_id != job.id or run.status not in ("queued", "dispatched"):
+            raise ConflictError(f"run {origin.execution_id} is {run.status}, not dispatched")
+        run.status, run.started_at, run.heartbeat_at, run.caller = "running", now, now, caller
+        run.save()
+        return run
+
+
+def _insert_running(
+    job: Job, origin: Origin, execution_id: str, caller: str, payload: Any, now: datetime
+) -> Run:
+    return Run.create(
+        execution_id=execution_id,
+        job=job,
+        trigger=origin.trigger,
+        scheduled_for=origin.scheduled_for,
+        attempt=origin.attempt,
+        status="running",
+        queued_at=now,
+        started_at=now,
+        heartbeat_at=now,
+        lateness_ms=_ms(now - origin.scheduled_for) if origin.scheduled_for else None,
+        caller=caller,
+        payload=payload,
+    )
+
+
+def record_skipped(
+    job: Job, origin: Origin, caller: str, reason: str, payload: Any, now: datetime
+) -> Run:
+    """Record a call that did not run (the job's lock was held) as a *skipped* run."""
+    if origin.execution_id is not None:
+        run = Run.get_or_none(
+            (Run.execution_id == origin.execution_id) & (Run.attempt == origin.attempt)
+        )
+        if run is not None and run.status in ("queued", "dispatched") and run.job_id == job.id:
+            _finish(run, "skipped", now, duration_ms=0, error=reason, caller=caller)
+            return run
+    run = _insert_running(
+        job, origin, origin.execution_id or new_execution_id(), caller, payload, now
+    )
+    _finish(run, "skipped", now, duration_ms=0, error=reason)
+    return run
+
+
+def heartbeat(
+    run_id: int, now: datetime, log: str | None, progress: tuple[int, int | None] | None
+) -> bool:
+    """Store that the run is alive (with its log so far); return True if it was asked to stop."""
+    fields: dict[Any, Any] = {Run.heartbeat_at: now}
+    if log is not None:
+        fields[Run.log] = log
+    if progress is not None:
+        fields[Run.progress_done], fields[Run.progress_total] = progress
+    Run.update(fields).where((Run.id == run_id) & (Run.status == "running")).execute()
+    row = Run.select(Run.cancel_requested_at, Run.status).where(Run.id == run_id).first()
+    return row is None or row.cancel_requested_at is not None or row.status != "running"
+
+
+def finish_run(run_id: int, status: str, now: datetime, **outcome: Any) -> bool:
+    """Record the end of a running run; return False if it had already ended otherwise.
+
+    A run marked *abandoned* because its heartbeat lapsed takes the real outcome when it comes:
+    the truth arriving late beats a guess.
+    """
+    run = Run.get_or_none(Run.id == run_id)
+    if run is None or run.status not in ("running", "abandoned"):
+        return False
+    _finish(run, status, now, **outcome)
+    return True
+
+
+def _finish(run: Run, status: str, now: datetime, **outcome: Any) -> None:
+    with write_transaction():
+        updated = (
+            Run.update(status=status, finished_at=now, **outcome)
+            .where((Run.id == run.id) & (Run.status == run.status))
+            .execute()
+        )
+        if updated:
+            _count_on_job(run.job_id, status, now)
+    run.status = status
+    for name, value in outcome.items():
+        setattr(run, name, value)
+
+
+def _count_on_job(job_id: int, status: str, now: datetime) -> None:
+    if status == "missed":
+        return  # nothing ran: the job's last run is still the one before
+    if status in FAILED_STATUSES:
+        failures = Job.consecutive_failures + 1
+    elif status == "success":
+        failures = 0
+    else:  # skipped, canceled: neither a failure nor a recovery
+        failures = Job.consecutive_failures
+    Job.update(last_run_at=now, last_status=status, consecutive_failures=failures).where(
+        Job.id == job_id
+    ).execute()
+
+
+def abandon_stale(job: Job, now: datetime, lease: timedelta) -> int:
+    """Mark the job's runs whose heartbeat is older than `lease` *abandoned*; return how many."""
+    stale = (Run.job == job) & (Run.status == "running") & (Run.heartbeat_at < now - lease)
+    ids = [r.id for r in Run.select(Run.id).where(stale)]
+    for run_id in ids:
+        run = Run.get_by_id(run_id)
+        _finish(run, "abandoned", now, error="the worker running this job stopped answering")
+    return len(ids)
+
+
+def abandon_run(execution_id: str, now: datetime) -> None:
+    """Mark a still-running run *abandoned* (its lease was taken over after expiry)."""
+    for run in Run.select().where(
+        (Run.execution_id == execution_id) & Run.status.in_(ACTIVE_STATUSES)
+    ):
+        _finish(run, "abandoned", now, error="the worker running this job stopped answering")
+
+
+def find_run(execution_id: str, job: str | None = None) -> Run | None:
+    """Return the latest attempt of an execution, or None."""
+    query = Run.select(Run, Job).join(Job).where(Run.execution_id == execution_id)
+    if job is not None:
+        query = query.where(Job.name == job)
+    return query.order_by(Run.attempt.desc()).first()
+
+
+def list_runs(job: str | None = None, status: str | None = None, limit: int = 50) -> list[Run]:
+    """Return the newest runs first, filtered by job name and status."""
+    query = Run.select(Run, Job.name).join(Job)
+    if job is not None:
+        query = query.where(Job.name == job)
+    if status is not None:
+        query = query.where(Run.status == status)
+    return list(query.order_by(Run.id.desc()).limit(limit))
+
+
+def run_as_dict(run: Run) -> dict[str, Any]:
+    """Return the public form of a run (ISO-8601 times, no secrets: none are stored)."""
+
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {
+        "job": run.job.name,
+        "execution_id": run.execution_id,
+        "attempt": run.attempt,
+        "trigger": run.trigger,
+        "status": run.status,
+        "scheduled_for": iso(run.scheduled_for),
+        "queued_at": iso(run.queued_at),
+        "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at),
+        "duration_ms": run.duration_ms,
+        "lateness_ms": run.lateness_ms,
+        "http_status": run.http_status,
+        "summary": run.summary,
+        "error": run.error,
+        "caller": run.caller,
+        "gateway": run.gateway,
+        "missed_count": run.missed_count,
+        "progress": (
+            {"done": run.progress_done, "total": run.progress_total}
+            if run.progress_done is not None
+            else None
+        ),
+    }
+
+
+def _ms(delta: timedelta) -> int:
+    return int(delta.total_seconds() * 1000)
