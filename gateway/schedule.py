@@ -55,6 +55,8 @@ class Schedule:
         self.expr = expr
         self.tz = tz
         self.name = name
+        if name is not None and not isinstance(name, str):
+            raise InvalidSchedule("name: a job name must be a string", field="name")
         self.zone = validate_timezone(tz)
         parsed = parse_fields(expr, name)
         self.fields = parsed.fields

@@ -390,3 +390,18 @@ def test_it_agrees_with_cronsim_across_dst(expr: str, tz: str, naive: datetime) 
     mine = [t for t in Schedule(expr, tz=tz).next_times(start, 5)]
     oracle = _oracle(expr, start, 5)
     assert [t.astimezone(UTC) for t in mine] == [t.astimezone(UTC) for t in oracle]
+
+
+JUNK = st.text(st.sampled_from(list("0123456789*/-,?LWH#() @adefjmnorstuy²\u00a0\t")), max_size=40)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(expr=JUNK, name=st.sampled_from([None, "job"]))
+def test_any_text_is_a_schedule_or_an_invalid_schedule(expr: str, name: str | None) -> None:
+    try:
+        schedule = Schedule(expr, name=name)
+    except InvalidSchedule as e:
+        assert e.field == "schedule"
+        return
+    assert len(schedule.next_times(START, 3)) == 3
+    assert schedule.explain().endswith("(UTC)")
