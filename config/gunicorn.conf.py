@@ -1,4 +1,4 @@
-# gunicorn settings for the web app (python -m gateway web / up): gunicorn -c config/gunicorn.conf.py
+# gunicorn settings for the web app (python -m gateway web / up).
 from __future__ import annotations
 
 import os
@@ -16,3 +16,4 @@ accesslog = "-"
 errorlog = "-"
 # Access log lines go through gateway.logs, which redacts ?cronToken= and bearer tokens.
 logger_class = "gateway.logs.RedactingLogger"
+control_socket_disable = True  # several gunicorns (tests, replicas) must not share one socket

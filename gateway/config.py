@@ -83,9 +83,7 @@ _ENV = {
 }
 
 
-def load_settings(
-    env: Mapping[str, str] | None = None, config_file: str | None = None
-) -> Settings:
+def load_settings(env: Mapping[str, str] | None = None, config_file: str | None = None) -> Settings:
     """Read config/gateway.toml (if present), then GATEWAY_* variables, which win."""
     env = os.environ if env is None else env
     path = Path(config_file or env.get("GATEWAY_CONFIG", DEFAULT_CONFIG_FILE))

@@ -200,14 +200,10 @@ def _declared(cron: CronJobs, d: JobDef) -> dict[str, Any]:
     }
 
 
-def _execution(
-    cron: CronJobs, definition: JobDef, run: Run, lock: str, payload: Any
-) -> Execution:
+def _execution(cron: CronJobs, definition: JobDef, run: Run, lock: str, payload: Any) -> Execution:
     assert cron.settings is not None and cron.clock is not None
     settings, clock = cron.settings, cron.clock
-    secrets = tuple(
-        s for s in (settings.cron_token, settings.admin_token, _raw_token(cron)) if s
-    )
+    secrets = tuple(s for s in (settings.cron_token, settings.admin_token, _raw_token(cron)) if s)
     ctx = RunContext(
         job=definition.name,
         execution_id=run.execution_id,

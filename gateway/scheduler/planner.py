@@ -84,7 +84,10 @@ def plan_due(
     if now < first:
         return Plan(run=[], missed=[], next_run_at=first)
     oldest_runnable = now - _lateness_allowed(policy)
-    due, upcoming, complete = _scan_due(next_times, first, now, max_scan)
+    runnable_from = oldest_runnable if policy.mode == "all" else None
+    due, upcoming, complete = _scan_due(
+        next_times, first, now, max_scan, runnable_from, max_run_slots
+    )
     if complete:
         return _plan_listed(policy, due, upcoming, oldest_runnable, max_missed_rows, max_run_slots)
     upcoming = _first_after(next_times, now)
@@ -218,24 +221,36 @@ def _estimate_count(listed: list[datetime], last: datetime) -> int:
 
 
 def _scan_due(
-    next_times: NextTimes, first: datetime, now: datetime, limit: int
+    next_times: NextTimes,
+    first: datetime,
+    now: datetime,
+    limit: int,
+    runnable_from: datetime | None = None,
+    runnable_limit: int = 0,
 ) -> tuple[list[datetime], datetime | None, bool]:
-    """Return up to `limit` due slots from `first`, the first slot after `now`, and completeness.
+    """Return the due slots from `first`, the slot that follows them, and whether none is left out.
 
-    The slot after `now` is only known when the list is complete; None then means the
-    schedule has no more slots.
+    Listing stops after `limit` slots (incomplete: the following slot is then unknown, None),
+    at the first slot after `now`, or, when `runnable_from` is given, once `runnable_limit`
+    slots at or after it are listed: the following slot is then due but not listed, so `all`
+    never lists more than one batch of runs. None as the following slot of a complete listing
+    means the schedule ended.
     """
     due = [first]
+    runnable = 1 if runnable_from is not None and first >= runnable_from else 0
     for slot in _slots_from(next_times, first, include_first=False):
-        if slot > now:
+        if slot > now or (runnable_from is not None and runnable == runnable_limit):
             return due, slot, True
         if len(due) == limit:
             return due, None, False
         due.append(slot)
+        runnable += 1 if runnable_from is not None and slot >= runnable_from else 0
     return due, None, True
 
 
-def _slots_from(next_times: NextTimes, first: datetime, include_first: bool = True) -> Iterator[datetime]:
+def _slots_from(
+    next_times: NextTimes, first: datetime, include_first: bool = True
+) -> Iterator[datetime]:
     """Yield `first` (a slot) and the slots after it, in UTC, asking for doubling batches.
 
     The first batch has one slot, so the usual case (one due slot) costs one call.
@@ -260,14 +275,10 @@ def _first_after(next_times: NextTimes, after: datetime) -> datetime | None:
 def _last_before(next_times: NextTimes, known: datetime, stop: datetime) -> datetime:
     """Return the latest slot before `stop`, given a slot `known` before it (bisection).
 
-    Invariant: the first slot after `low` is before `stop`, the first slot after `high` is not.
-    Datetimes have microsecond resolution, so this ends in about log2(span in µs) calls.
+    Invariant: `low` is a slot before `stop` and no slot lies in (high, stop). Datetimes have
+    microsecond resolution, so this ends in about log2(span in µs) calls.
     """
     low, high = known, stop - _TICK
-    candidate = _first_after(next_times, low)
-    if candidate is None or candidate >= stop:
-        return known
-    low = candidate
     while high - low > _TICK:
         middle = low + (high - low) / 2
         found = _first_after(next_times, middle)
@@ -275,7 +286,8 @@ def _last_before(next_times: NextTimes, known: datetime, stop: datetime) -> date
             low = found
         else:
             high = middle
-    return low
+    found = _first_after(next_times, low)
+    return found if found is not None and found < stop else low
 
 
 def _require_aware(**values: datetime) -> None:

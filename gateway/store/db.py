@@ -18,10 +18,11 @@ from gateway.errors import ConfigError
 # The models bind to this proxy; `open_database` points it at a real database.
 database = DatabaseProxy()
 
-SQLITE_PRAGMAS = {
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_PRAGMAS: dict[str, object] = {
     "journal_mode": "wal",
     # gunicorn workers and the gateway write to one file: wait for the lock instead of failing.
-    "busy_timeout": 10_000,
+    "busy_timeout": SQLITE_BUSY_TIMEOUT_MS,
     "synchronous": "normal",
     "foreign_keys": 1,
 }
@@ -49,10 +50,11 @@ def _sqlite(url: str) -> SqliteDatabase:
     path = path[1:] if path.startswith("/") else path
     if not path or path == ":memory:":
         raise ConfigError(
-            "the SQLite database must be a file shared by all processes", field="GATEWAY_DATABASE_URL"
+            "the SQLite database must be a file shared by all processes",
+            field="GATEWAY_DATABASE_URL",
         )
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    db = SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=SQLITE_PRAGMAS["busy_timeout"] / 1000)
+    db = SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
     return db
 
 
@@ -79,6 +81,15 @@ def ensure_open(url: str) -> None:
         if _opened_url != url:
             open_database(url)
             _opened_url = url
+
+
+def close_database() -> None:
+    """Close this thread's connection and forget the opened URL (tests switch databases)."""
+    global _opened_url
+    with _open_lock:
+        if database.obj is not None:
+            database.close()
+        _opened_url = None
 
 
 def is_sqlite(db: Database | Any | None = None) -> bool:

@@ -11,7 +11,7 @@ from peewee import DateTimeField
 from peewee import TextField
 
 
-class UTCDateTimeField(DateTimeField):  # type: ignore[misc]
+class UTCDateTimeField(DateTimeField):
     """An aware UTC datetime, stored naive-UTC with fixed microseconds so text sorts right."""
 
     def db_value(self, value: Any) -> Any:
@@ -29,7 +29,7 @@ class UTCDateTimeField(DateTimeField):  # type: ignore[misc]
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-class JSONField(TextField):  # type: ignore[misc]
+class JSONField(TextField):
     """A JSON document in a text column (portable; nothing queries inside it)."""
 
     def db_value(self, value: Any) -> Any:

@@ -60,7 +60,9 @@ def schema_version() -> int:
 def _migration_lock(db: Database) -> Iterator[None]:
     if isinstance(db, PostgresqlDatabase):
         with db.atomic():
-            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_PG_MIGRATION_LOCK,))
+            db.execute_sql(  # type: ignore[no-untyped-call]
+                "SELECT pg_advisory_xact_lock(%s)", (_PG_MIGRATION_LOCK,)
+            )
             yield
     else:
         with db.atomic("IMMEDIATE"):

@@ -30,7 +30,7 @@ ACTIVE_STATUSES = ("queued", "dispatched", "running")
 TRIGGERS = ("schedule", "manual", "external", "retry", "backfill")
 
 
-class BaseModel(Model):  # type: ignore[misc]
+class BaseModel(Model):
     class Meta:
         database = database
 
@@ -74,6 +74,7 @@ class Run(BaseModel):
     id = AutoField()  # keyset pagination walks this
     execution_id = CharField(max_length=36)  # one per slot execution; attempts share it
     job = ForeignKeyField(Job, backref="runs", on_delete="CASCADE")
+    job_id: int  # the column behind `job`, read without a query
     trigger = CharField(max_length=10)
     scheduled_for = UTCDateTimeField(null=True)  # None: no slot (external or ad-hoc call)
     attempt = IntegerField(default=1)

@@ -1,4 +1,4 @@
-"""Runs: start, attach to the gateway's row, heartbeat, finish, abandon, list. One row per attempt."""
+"""Runs: start, attach to the gateway's row, heartbeat, finish, abandon, list; a row per attempt."""
 
 from __future__ import annotations
 
@@ -138,6 +138,7 @@ def _finish(run: Run, status: str, now: datetime, **outcome: Any) -> None:
 def _count_on_job(job_id: int, status: str, now: datetime) -> None:
     if status == "missed":
         return  # nothing ran: the job's last run is still the one before
+    failures: Any
     if status in FAILED_STATUSES:
         failures = Job.consecutive_failures + 1
     elif status == "success":
@@ -172,7 +173,8 @@ def find_run(execution_id: str, job: str | None = None) -> Run | None:
     query = Run.select(Run, Job).join(Job).where(Run.execution_id == execution_id)
     if job is not None:
         query = query.where(Job.name == job)
-    return query.order_by(Run.attempt.desc()).first()
+    run: Run | None = query.order_by(Run.attempt.desc()).first()
+    return run
 
 
 def list_runs(job: str | None = None, status: str | None = None, limit: int = 50) -> list[Run]:

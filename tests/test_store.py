@@ -1,0 +1,184 @@
+"""The store on both backends: schema versions, leases, keys, and the life of a run."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from peewee import IntegrityError
+
+from gateway import tokens
+from gateway.errors import ConfigError
+from gateway.errors import ConflictError
+from gateway.store import keys
+from gateway.store import leases
+from gateway.store import runs
+from gateway.store.db import database
+from gateway.store.jobs import ensure_job
+from gateway.store.migrate import LATEST
+from gateway.store.migrate import ensure_schema
+from gateway.store.migrate import schema_version
+from gateway.store.models import Job
+from gateway.store.models import Key
+from gateway.store.models import Run
+from gateway.store.models import SchemaVersion
+from tests.fakes import FakeClock
+
+TTL = timedelta(seconds=30)
+
+
+def _job(clock: FakeClock, name: str = "report") -> Job:
+    return ensure_job(name, {"url": f"/crons/{name}", "schedule": "0 3 * * *"}, clock.now())
+
+
+def test_a_new_database_gets_the_latest_schema_once(db: str) -> None:
+    assert schema_version() == LATEST
+    assert ensure_schema(database.obj) == LATEST  # idempotent: a second start changes nothing
+    assert SchemaVersion.select().count() == LATEST
+
+
+def test_a_schema_newer_than_the_code_refuses_to_start(db: str, clock: FakeClock) -> None:
+    SchemaVersion.create(version=LATEST + 1, applied_at=clock.now(), note="from the future")
+    with pytest.raises(ConfigError, match="newer than this code"):
+        ensure_schema(database.obj)
+
+
+def test_a_lease_has_one_holder_until_it_expires(db: str, clock: FakeClock) -> None:
+    assert leases.acquire("job:x", "a", TTL, clock.now()) == (True, None)
+    assert leases.acquire("job:x", "b", TTL, clock.now()) == (False, None)
+    clock.advance(seconds=31)
+    assert leases.acquire("job:x", "b", TTL, clock.now()) == (True, "a")
+    assert not leases.renew("job:x", "a", TTL, clock.now())
+    leases.release("job:x", "a")  # not the holder: nothing happens
+    assert leases.current("job:x").holder == "b"
+    leases.release("job:x", "b")
+    assert leases.current("job:x") is None
+
+
+def test_a_renewed_lease_does_not_expire(db: str, clock: FakeClock) -> None:
+    leases.acquire("job:x", "a", TTL, clock.now())
+    clock.advance(seconds=20)
+    assert leases.renew("job:x", "a", TTL, clock.now())
+    clock.advance(seconds=20)
+    assert leases.acquire("job:x", "b", TTL, clock.now()) == (False, None)
+
+
+def test_a_key_stores_only_a_hash_and_stops_working_when_revoked(db: str, clock: FakeClock) -> None:
+    key, secret = keys.create_key("deploy-bot", "invoke", clock.now(), job="report")
+    row = Key.get_by_id(key.id)
+    assert secret not in (row.secret_hash, row.prefix, row.name)
+    assert row.secret_hash == tokens.hash_token(secret)
+    caller = keys.verify_key(secret, clock.now())
+    assert caller is not None and caller.name == "deploy-bot"
+    assert caller.may_invoke("report") and not caller.may_invoke("cleanup")
+    assert Key.get_by_id(key.id).last_used_at == clock.now()
+    assert keys.verify_key(secret + "x", clock.now()) is None
+    assert keys.revoke_key("deploy-bot", clock.now())
+    assert keys.verify_key(secret, clock.now()) is None
+
+
+def test_key_names_are_unique_and_scopes_checked(db: str, clock: FakeClock) -> None:
+    keys.create_key("ops", "admin", clock.now())
+    with pytest.raises(ConflictError):
+        keys.create_key("ops", "admin", clock.now())
+    with pytest.raises(ValueError, match="scope"):
+        keys.create_key("other", "root", clock.now())
+    assert Key.select().count() == 1
+
+
+def test_an_external_call_gets_a_new_running_run(db: str, clock: FakeClock) -> None:
+    job = _job(clock)
+    run = runs.start_run(job, runs.Origin(), "cron-box", {"a": 1}, clock.now())
+    stored = Run.get_by_id(run.id)
+    assert (stored.status, stored.trigger, stored.caller) == ("running", "external", "cron-box")
+    assert stored.scheduled_for is None and stored.payload == {"a": 1}
+
+
+def test_a_gateway_call_attaches_to_its_dispatched_run(db: str, clock: FakeClock) -> None:
+    job = _job(clock)
+    slot = clock.now() - timedelta(seconds=2)
+    queued = Run.create(
+        execution_id=runs.new_execution_id(),
+        job=job,
+        trigger="schedule",
+        scheduled_for=slot,
+        status="dispatched",
+        queued_at=slot,
+    )
+    origin = runs.Origin("schedule", queued.execution_id, 1, slot)
+    run = runs.start_run(job, origin, "GATEWAY_CRON_TOKEN", None, clock.now())
+    assert run.id == queued.id
+    assert Run.get_by_id(queued.id).status == "running"
+    with pytest.raises(ConflictError):  # a replay of the same call
+        runs.start_run(job, origin, "GATEWAY_CRON_TOKEN", None, clock.now())
+    with pytest.raises(ConflictError):  # an attempt that is not the stored one
+        runs.start_run(
+            job, runs.Origin("retry", queued.execution_id, 2, slot), "x", None, clock.now()
+        )
+    assert Run.select().count() == 1
+
+
+def test_one_slot_has_one_run_per_attempt(db: str, clock: FakeClock) -> None:
+    job = _job(clock)
+    slot = clock.now()
+    fields = dict(job=job, trigger="schedule", scheduled_for=slot, status="queued", queued_at=slot)
+    Run.create(execution_id=runs.new_execution_id(), **fields)
+    with pytest.raises(IntegrityError):
+        with database.atomic():
+            Run.create(execution_id=runs.new_execution_id(), **fields)
+    Run.create(execution_id=runs.new_execution_id(), attempt=2, **fields)
+    assert Run.select().count() == 2
+
+
+def test_finishing_a_run_updates_the_job(db: str, clock: FakeClock) -> None:
+    job = _job(clock)
+    for status, failures in [("error", 1), ("timeout", 2), ("skipped", 2), ("success", 0)]:
+        run = runs.start_run(job, runs.Origin(), "c", None, clock.now())
+        clock.advance(seconds=1)
+        assert runs.finish_run(run.id, status, clock.now(), duration_ms=1000)
+        job = Job.get_by_id(job.id)
+        assert (job.last_status, job.consecutive_failures) == (status, failures)
+        assert job.last_run_at == clock.now()
+    assert not runs.finish_run(run.id, "error", clock.now())  # already ended
+
+
+def test_a_run_without_heartbeat_is_abandoned_not_left_running(db: str, clock: FakeClock) -> None:
+    job = _job(clock)
+    alive = runs.start_run(job, runs.Origin(), "c", None, clock.now())
+    dead = runs.start_run(job, runs.Origin(), "c", None, clock.now())
+    clock.advance(seconds=20)
+    runs.heartbeat(alive.id, clock.now(), "still here", (1, 2))
+    clock.advance(seconds=15)
+    assert runs.abandon_stale(job, clock.now(), TTL) == 1
+    assert Run.get_by_id(dead.id).status == "abandoned"
+    kept = Run.get_by_id(alive.id)
+    assert (kept.status, kept.log, kept.progress_done) == ("running", "still here", 1)
+    # The real outcome still wins if the abandoned worker was only slow.
+    assert runs.finish_run(dead.id, "success", clock.now(), duration_ms=1)
+    assert Run.get_by_id(dead.id).status == "success"
+
+
+def test_a_cancel_request_reaches_the_heartbeat(db: str, clock: FakeClock) -> None:
+    run = runs.start_run(_job(clock), runs.Origin(), "c", None, clock.now())
+    assert not runs.heartbeat(run.id, clock.now(), None, None)
+    Run.update(cancel_requested_at=clock.now()).where(Run.id == run.id).execute()
+    assert runs.heartbeat(run.id, clock.now(), None, None)
+
+
+def test_runs_are_listed_newest_first_with_filters(db: str, clock: FakeClock) -> None:
+    a, b = _job(clock, "a"), _job(clock, "b")
+    for job in (a, b, a):
+        run = runs.start_run(job, runs.Origin(), "c", None, clock.now())
+        runs.finish_run(run.id, "success" if job is a else "error", clock.now(), duration_ms=5)
+    assert [r.job.name for r in runs.list_runs()] == ["a", "b", "a"]
+    assert [r.job.name for r in runs.list_runs(job="b")] == ["b"]
+    assert len(runs.list_runs(status="success", limit=1)) == 1
+    as_dict = runs.run_as_dict(runs.list_runs(job="b")[0])
+    assert as_dict["status"] == "error" and as_dict["started_at"].endswith("+00:00")
+
+
+def test_ensure_job_keeps_what_is_stored(db: str, clock: FakeClock) -> None:
+    job = _job(clock)
+    Job.update(schedule="0 4 * * *").where(Job.id == job.id).execute()
+    again = ensure_job("report", {"url": "/crons/report", "schedule": "0 3 * * *"}, clock.now())
+    assert again.id == job.id and again.schedule == "0 4 * * *"
