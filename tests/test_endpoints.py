@@ -5,10 +5,16 @@ from __future__ import annotations
 import json
 import time
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
+from gateway import CronJobs
+from gateway import create_app
+from gateway.config import Settings
+from gateway.endpoints.context import RunContext
+from gateway.errors import GatewayError
 from gateway.store import keys
 from gateway.store import leases
 from gateway.store import runs
@@ -241,3 +247,60 @@ def test_no_token_reaches_a_response_or_a_stored_row(client: FlaskClient) -> Non
     for run in Run.select():
         assert CRON_TOKEN not in json.dumps(runs.run_as_dict(run))
         assert CRON_TOKEN not in " ".join(str(v) for v in run.__data__.values())
+
+
+def test_should_stop_turns_true_past_the_timeout_and_on_cancel(
+    settings: Settings, clock: FakeClock
+) -> None:
+    app = create_app(settings, clock=clock)
+    cron = CronJobs(app)
+    seen: list[bool] = []
+
+    @cron.job("bounded", timeout=60)
+    def bounded(ctx: RunContext) -> Any:
+        seen.append(ctx.should_stop())
+        clock.advance(seconds=61)  # the job ran past its timeout
+        seen.append(ctx.should_stop())
+        return None
+
+    @cron.job("cancelable", timeout=60)
+    def cancelable(ctx: RunContext) -> Any:
+        Run.update(cancel_requested_at=clock.now()).where(
+            Run.execution_id == ctx.execution_id
+        ).execute()
+        deadline = time.monotonic() + 5
+        while not ctx.should_stop() and time.monotonic() < deadline:
+            time.sleep(0.01)  # the heartbeat (every 0.05 s here) brings the request
+        return {"stopped": ctx.should_stop()}
+
+    client = app.test_client()
+    assert client.post("/crons/bounded", headers=AUTH).status_code == 200
+    assert seen == [False, True]
+    response = client.post("/crons/cancelable", headers=AUTH)
+    assert response.json["summary"] == {"stopped": True}
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "field"),
+    [
+        ("Bad Name", {}, "name"),
+        ("x" * 101, {}, "name"),
+        ("ok", {"schedule": "61 * * * *"}, "schedule"),
+        ("ok", {"tz": "Mars/Olympus"}, "tz"),
+        ("ok", {"mode": "later"}, "mode"),
+        ("ok", {"timeout": 0}, "timeout"),
+    ],
+)
+def test_a_bad_declaration_fails_at_import_naming_the_field(
+    name: str, kwargs: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(GatewayError) as e:
+        CronJobs().job(name, **kwargs)
+    assert e.value.field == field
+
+
+def test_a_job_declared_twice_is_an_error() -> None:
+    cron = CronJobs()
+    cron.job("twice")(lambda ctx: None)
+    with pytest.raises(GatewayError, match="twice"):
+        cron.job("twice")
