@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 import signal
@@ -16,6 +17,7 @@ from gateway.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN_FILE = Path("var/cron-token")
+_PR_SET_PDEATHSIG = 1
 
 
 def web_command() -> list[str]:
@@ -69,7 +71,7 @@ def _local_token() -> str:
 
 def supervise(commands: list[list[str]], env: dict[str, str]) -> int:
     """Run the commands side by side; when one ends or on Ctrl-C/SIGTERM, stop them all."""
-    children = [subprocess.Popen(c, env=env) for c in commands]
+    children = [subprocess.Popen(c, env=env, preexec_fn=_die_with_parent) for c in commands]
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -91,6 +93,15 @@ def supervise(commands: list[list[str]], env: dict[str, str]) -> int:
             child.kill()
     codes = [c.returncode or 0 for c in children]
     return 0 if stopping else max(codes, default=0)
+
+
+def _die_with_parent() -> None:
+    """In the child: ask Linux to send SIGTERM if `up` itself dies (even by kill -9)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass  # not Linux: Ctrl-C still reaches the whole process group
 
 
 serve_commands: list[click.Command] = [up, web]
