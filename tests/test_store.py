@@ -182,3 +182,45 @@ def test_ensure_job_keeps_what_is_stored(db: str, clock: FakeClock) -> None:
     Job.update(schedule="0 4 * * *").where(Job.id == job.id).execute()
     again = ensure_job("report", {"url": "/crons/report", "schedule": "0 3 * * *"}, clock.now())
     assert again.id == job.id and again.schedule == "0 4 * * *"
+
+
+def test_an_old_database_is_migrated_in_place_keeping_its_rows(db: str, clock: FakeClock) -> None:
+    from playhouse.migrate import SchemaMigrator
+    from playhouse.migrate import migrate
+
+    # Turn the fresh database back into a version 1 one, with a job in it.
+    migrator = SchemaMigrator.from_database(database.obj)
+    migrate(migrator.drop_index("run", "run_status_due_at"))
+    migrate(
+        *(
+            migrator.drop_column("job", c)
+            for c in (
+                "declared",
+                "orphaned_at",
+                "pause_note",
+                "retry_abandoned",
+                "auto_pause_after",
+            )
+        )
+    )
+    migrate(migrator.drop_column("run", "due_at"))
+    SchemaVersion.delete().where(SchemaVersion.version > 1).execute()
+    database.obj.execute_sql(
+        "INSERT INTO job (name, title, description, url, method, headers, "
+        "schedule, tz, mode, enabled, tags, timeout, max_attempts, backoff, "
+        "overlap, misfire, catchup_window, run_count, consecutive_failures, "
+        "source, created_at, updated_at) VALUES ('old', '', '', '/crons/old', "
+        "'POST', '{}', '0 3 * * *', 'UTC', 'blocking', true, '[]', 600, 1, "
+        "10, 'forbid', 'once', 3600, 7, 0, 'code', "
+        "'2026-01-01 00:00:00.000000', '2026-01-01 00:00:00.000000')"
+    )
+
+    assert ensure_schema(database.obj) == LATEST
+    job = Job.get(Job.name == "old")
+    assert (job.run_count, job.schedule, job.retry_abandoned, job.declared) == (
+        7,
+        "0 3 * * *",
+        False,
+        None,
+    )
+    assert ensure_schema(database.obj) == LATEST

@@ -7,12 +7,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from peewee import Database
+from peewee import Model
 from peewee import PostgresqlDatabase
 from peewee import fn
+
+from playhouse.migrate import SchemaMigrator
+from playhouse.migrate import migrate
 
 from gateway.clock import SYSTEM_CLOCK
 from gateway.errors import ConfigError
 from gateway.store.models import MODELS
+from gateway.store.models import Job
+from gateway.store.models import Run
 from gateway.store.models import SchemaVersion
 
 # An arbitrary constant: the key of the transaction-scoped advisory lock that serializes
@@ -24,10 +30,35 @@ def _v1_initial(db: Database) -> None:
     db.create_tables(MODELS, safe=True)
 
 
+def _v2_gateway(db: Database) -> None:
+    migrator = SchemaMigrator.from_database(db)
+    _add_columns(
+        db,
+        migrator,
+        Job,
+        ["declared", "orphaned_at", "pause_note", "retry_abandoned", "auto_pause_after"],
+    )
+    _add_columns(db, migrator, Run, ["due_at"])
+    if "run_status_due_at" not in {i.name for i in db.get_indexes("run")}:
+        migrate(migrator.add_index("run", ("status", "due_at"), name="run_status_due_at"))
+
+
+def _add_columns(
+    db: Database, migrator: SchemaMigrator, model: type[Model], names: list[str]
+) -> None:
+    """Add the model's columns that the table does not have yet (a re-run adds nothing)."""
+    table = model._meta.table_name
+    present = {c.name for c in db.get_columns(table)}
+    for name in names:
+        if name not in present:
+            migrate(migrator.add_column(table, name, model._meta.fields[name]))
+
+
 # Append new steps; never edit a released one. A step gets the database and must be idempotent
 # enough to be re-run after a crash between the step and its schema_version row.
 STEPS: list[tuple[int, str, Callable[[Database], None]]] = [
     (1, "initial schema: job, run, key, lease, gateway", _v1_initial),
+    (2, "gateway: job sync and pause fields, run due_at", _v2_gateway),
 ]
 LATEST = STEPS[-1][0]
 
@@ -44,9 +75,13 @@ def ensure_schema(db: Database) -> int:
                     f"({LATEST}): upgrade Cron Gateway",
                     field="GATEWAY_DATABASE_URL",
                 )
+            fresh = current == 0 and not db.table_exists("job")
+            if fresh:  # a new database gets today's tables at once; steps upgrade old ones
+                db.create_tables(MODELS, safe=True)
             for version, note, step in STEPS:
                 if version > current:
-                    step(db)
+                    if not fresh:
+                        step(db)
                     SchemaVersion.create(version=version, note=note, applied_at=SYSTEM_CLOCK.now())
     return max(current, LATEST)
 

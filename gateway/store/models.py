@@ -65,6 +65,12 @@ class Job(BaseModel):
     source = CharField(max_length=10, default="api")  # code | config | api | ui | import
     created_at = UTCDateTimeField()
     updated_at = UTCDateTimeField()
+    # v2
+    declared = JSONField(null=True)  # what code or config declared at the last sync
+    orphaned_at = UTCDateTimeField(null=True)  # gone from code/config; kept, not deleted
+    pause_note = TextField(null=True)
+    retry_abandoned = BooleanField(default=False)  # re-send a slot whose run was abandoned
+    auto_pause_after = IntegerField(null=True)  # consecutive failures; None: never
 
     class Meta:
         table_name = "job"
@@ -99,10 +105,13 @@ class Run(BaseModel):
     payload = JSONField(null=True)
     missed_count = IntegerField(null=True)  # a folded *missed* row stands for this many slots
     cancel_requested_at = UTCDateTimeField(null=True)
+    # v2: when a *queued* run (manual trigger, retry, claimed slot) is to be sent
+    due_at = UTCDateTimeField(null=True)
 
     class Meta:
         table_name = "run"
         indexes = (
+            (("status", "due_at"), False),
             # One slot, one run: a second claim of (job, scheduled_for, attempt) fails.
             (("job", "scheduled_for", "attempt"), True),
             (("execution_id", "attempt"), True),

@@ -76,6 +76,31 @@ def _insert_running(
     )
 
 
+def enqueue(
+    job: Job,
+    trigger: str,
+    now: datetime,
+    *,
+    payload: Any = None,
+    scheduled_for: datetime | None = None,
+    attempt: int = 1,
+    execution_id: str | None = None,
+    due_at: datetime | None = None,
+) -> Run:
+    """Queue a run for the gateway to send at `due_at` (default now): manual, retry, backfill."""
+    return Run.create(
+        execution_id=execution_id or new_execution_id(),
+        job=job,
+        trigger=trigger,
+        scheduled_for=scheduled_for if scheduled_for is not None else now,
+        attempt=attempt,
+        status="queued",
+        queued_at=now,
+        due_at=due_at or now,
+        payload=payload,
+    )
+
+
 def record_skipped(
     job: Job, origin: Origin, caller: str, reason: str, payload: Any, now: datetime
 ) -> Run:
