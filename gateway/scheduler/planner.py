@@ -28,7 +28,7 @@ NextTimes = Callable[[datetime, int], list[datetime]]
 """`next_times(after, count)`: up to `count` aware slots strictly after `after`, ascending."""
 
 _TICK = timedelta(microseconds=1)
-_MAX_BATCH = 1024
+_MAX_BATCH = 1000  # Schedule.next_times takes at most 1000 per call
 
 
 @dataclass(frozen=True)

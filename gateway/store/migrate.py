@@ -10,7 +10,6 @@ from peewee import Database
 from peewee import Model
 from peewee import PostgresqlDatabase
 from peewee import fn
-
 from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate
 

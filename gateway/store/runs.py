@@ -14,6 +14,7 @@ from gateway.store.models import ACTIVE_STATUSES
 from gateway.store.models import Job
 from gateway.store.models import Run
 
+ABANDONED_BY_WORKER = "the worker running this job stopped answering (no heartbeat)"
 TERMINAL_STATUSES = ("success", "error", "timeout", "skipped", "canceled", "abandoned", "missed")
 FAILED_STATUSES = ("error", "timeout", "abandoned")
 
@@ -87,12 +88,15 @@ def enqueue(
     execution_id: str | None = None,
     due_at: datetime | None = None,
 ) -> Run:
-    """Queue a run for the gateway to send at `due_at` (default now): manual, retry, backfill."""
+    """Queue a run for the gateway to send at `due_at` (default now): manual, retry, backfill.
+
+    A manual run has no slot (`scheduled_for` None), so any number may be queued at once.
+    """
     return Run.create(
         execution_id=execution_id or new_execution_id(),
         job=job,
         trigger=trigger,
-        scheduled_for=scheduled_for if scheduled_for is not None else now,
+        scheduled_for=scheduled_for,
         attempt=attempt,
         status="queued",
         queued_at=now,
@@ -110,12 +114,12 @@ def record_skipped(
             (Run.execution_id == origin.execution_id) & (Run.attempt == origin.attempt)
         )
         if run is not None and run.status in ("queued", "dispatched") and run.job_id == job.id:
-            _finish(run, "skipped", now, duration_ms=0, error=reason, caller=caller)
+            finish(run, "skipped", now, duration_ms=0, error=reason, caller=caller)
             return run
     run = _insert_running(
         job, origin, origin.execution_id or new_execution_id(), caller, payload, now
     )
-    _finish(run, "skipped", now, duration_ms=0, error=reason)
+    finish(run, "skipped", now, duration_ms=0, error=reason)
     return run
 
 
@@ -142,11 +146,14 @@ def finish_run(run_id: int, status: str, now: datetime, **outcome: Any) -> bool:
     run = Run.get_or_none(Run.id == run_id)
     if run is None or run.status not in ("running", "abandoned"):
         return False
-    _finish(run, status, now, **outcome)
-    return True
+    return finish(run, status, now, **outcome)
 
 
-def _finish(run: Run, status: str, now: datetime, **outcome: Any) -> None:
+def finish(run: Run, status: str, now: datetime, **outcome: Any) -> bool:
+    """End `run` with `status` unless its status changed since it was read; count it on the job.
+
+    Return False if someone else ended (or moved) the run first.
+    """
     with write_transaction():
         updated = (
             Run.update(status=status, finished_at=now, **outcome)
@@ -155,9 +162,12 @@ def _finish(run: Run, status: str, now: datetime, **outcome: Any) -> None:
         )
         if updated:
             _count_on_job(run.job_id, status, now)
+    if not updated:
+        return False
     run.status = status
     for name, value in outcome.items():
         setattr(run, name, value)
+    return True
 
 
 def _count_on_job(job_id: int, status: str, now: datetime) -> None:
@@ -181,7 +191,7 @@ def abandon_stale(job: Job, now: datetime, lease: timedelta) -> int:
     ids = [r.id for r in Run.select(Run.id).where(stale)]
     for run_id in ids:
         run = Run.get_by_id(run_id)
-        _finish(run, "abandoned", now, error="the worker running this job stopped answering")
+        finish(run, "abandoned", now, error=ABANDONED_BY_WORKER)
     return len(ids)
 
 
@@ -190,7 +200,7 @@ def abandon_run(execution_id: str, now: datetime) -> None:
     for run in Run.select().where(
         (Run.execution_id == execution_id) & Run.status.in_(ACTIVE_STATUSES)
     ):
-        _finish(run, "abandoned", now, error="the worker running this job stopped answering")
+        finish(run, "abandoned", now, error=ABANDONED_BY_WORKER)
 
 
 def find_run(execution_id: str, job: str | None = None) -> Run | None:

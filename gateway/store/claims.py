@@ -1,0 +1,288 @@
+"""Claims: due slots become queued runs, queued runs are handed to one gateway, the dead are reaped.
+
+Every function is one short transaction (BEGIN IMMEDIATE on SQLite, FOR UPDATE SKIP LOCKED on
+PostgreSQL) and makes no HTTP call; `now` is passed in.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import timedelta
+from functools import lru_cache
+from typing import Any
+from typing import TypeVar
+from typing import cast
+
+from peewee import Model
+from peewee import ModelSelect
+
+from gateway.errors import InvalidSchedule
+from gateway.schedule import Schedule
+from gateway.scheduler.planner import Plan
+from gateway.scheduler.planner import decide_overlap
+from gateway.scheduler.planner import limit_runs
+from gateway.scheduler.planner import plan_due
+from gateway.scheduler.policy import MisfireMode
+from gateway.scheduler.policy import MisfirePolicy
+from gateway.scheduler.policy import OverlapMode
+from gateway.store.db import is_sqlite
+from gateway.store.db import write_transaction
+from gateway.store.models import Gateway
+from gateway.store.models import Job
+from gateway.store.models import Run
+from gateway.store.runs import ABANDONED_BY_WORKER
+from gateway.store.runs import finish
+from gateway.store.runs import new_execution_id
+
+logger = logging.getLogger("gateway.claims")
+
+ABANDONED_BY_GATEWAY = "the gateway that sent this run stopped before recording its end"
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """A run handed to this gateway to send: everything the HTTP call needs, no ORM objects."""
+
+    run_id: int
+    execution_id: str
+    attempt: int
+    trigger: str
+    scheduled_for: datetime | None
+    job: str
+    url: str
+    method: str
+    headers: dict[str, str]
+    payload: Any
+    timeout_s: float
+
+
+M = TypeVar("M", bound=Model)
+
+
+def _locked(query: ModelSelect[M]) -> ModelSelect[M]:
+    """Return `query` locking its rows against other gateways (PostgreSQL), skipping locked ones."""
+    return query if is_sqlite() else query.for_update(skip_locked=True)
+
+
+@lru_cache(maxsize=4096)
+def schedule_of(expr: str, tz: str, name: str) -> Schedule:
+    """Return the (immutable, thread-safe) Schedule for a job; parsed once per process."""
+    return Schedule(expr, tz, name=name)
+
+
+def misfire_policy(job: Job) -> MisfirePolicy:
+    return MisfirePolicy(
+        mode=cast(MisfireMode, job.misfire), catchup_window=timedelta(seconds=job.catchup_window)
+    )
+
+
+def claim_due_slots(now: datetime, *, limit: int = 200) -> int:
+    """Plan every job whose next slot is due: insert its queued and missed runs and advance
+    `next_run_at`, in one transaction. Return how many jobs were handled (0: nothing due)."""
+    with write_transaction():
+        query = (
+            Job.select()
+            .where(
+                Job.enabled
+                & Job.deleted_at.is_null()
+                & Job.orphaned_at.is_null()
+                & (Job.next_run_at <= now)
+            )
+            .order_by(Job.next_run_at)
+            .limit(limit)
+        )
+        jobs = list(_locked(query))
+        for job in jobs:
+            _claim_job(job, now)
+    return len(jobs)
+
+
+def _claim_job(job: Job, now: datetime) -> None:
+    try:
+        schedule = schedule_of(job.schedule, job.tz, job.name)
+    except InvalidSchedule as e:  # stored before a stricter parser: pause it, say why
+        logger.error("job %s paused: its schedule is invalid: %s", job.name, e.message)
+        Job.update(
+            enabled=False, next_run_at=None, pause_note=f"invalid schedule: {e.message}"
+        ).where(Job.id == job.id).execute()
+        return
+    plan = plan_due(misfire_policy(job), schedule.next_times, job.next_run_at, now)
+    plan = limit_runs(plan, job.run_count, job.max_runs)
+    _insert_plan(job, plan, now)
+    Job.update(next_run_at=plan.next_run_at, run_count=Job.run_count + len(plan.run)).where(
+        Job.id == job.id
+    ).execute()
+
+
+def _insert_plan(job: Job, plan: Plan, now: datetime) -> None:
+    rows: list[dict[str, Any]] = []
+    for missed in plan.missed:
+        approx = "" if missed.exact else "about "
+        span = f" from {missed.first.isoformat()} to {missed.last.isoformat()}"
+        rows.append(
+            _row(job, missed.first, "missed", now)
+            | {
+                "finished_at": now,
+                "missed_count": missed.count,
+                "error": f"missed {approx}{missed.count} slot(s)"
+                + (span if missed.count > 1 else "")
+                + " (gateway down, paused or late beyond the misfire policy)",
+            }
+        )
+    rows.extend(_row(job, slot, "queued", now) | {"due_at": slot} for slot in plan.run)
+    if rows:
+        # The unique (job, scheduled_for, attempt) key makes a second claim of a slot a no-op.
+        Run.insert_many(rows).on_conflict_ignore().execute()
+
+
+def _row(job: Job, slot: datetime, status: str, now: datetime) -> dict[str, Any]:
+    return {
+        "execution_id": new_execution_id(),
+        "job": job.id,
+        "trigger": "schedule",
+        "scheduled_for": slot,
+        "attempt": 1,
+        "status": status,
+        "queued_at": now,
+        "payload": job.payload,
+    }
+
+
+def take_due_runs(now: datetime, gateway: str, app_url: str, *, limit: int = 200) -> list[Dispatch]:
+    """Mark queued runs that are due *dispatched* by `gateway` and return them to send.
+
+    On the way, overlap and misfire policies are applied: a queued run may instead end
+    *skipped* (forbid), cancel the run it replaces (replace), wait (an earlier run of the same
+    job is still going and this one is a catch-up, retry or manual run), or end *missed* (it
+    waited past the catch-up window).
+    """
+    with write_transaction():
+        query = (
+            Run.select(Run, Job)
+            .join(Job)
+            .where((Run.status == "queued") & (Run.due_at <= now))
+            .order_by(Run.due_at, Run.id)
+            .limit(limit)
+        )
+        if not is_sqlite():
+            query = query.for_update(of=Run, skip_locked=True)
+        sent: list[Dispatch] = []
+        for run in query:
+            dispatch = _dispatch_one(run, now, gateway, app_url)
+            if dispatch is not None:
+                sent.append(dispatch)
+    return sent
+
+
+def _dispatch_one(run: Run, now: datetime, gateway: str, app_url: str) -> Dispatch | None:
+    job = run.job
+    if job.deleted_at is not None:
+        finish(run, "canceled", now, error="the job was deleted before this run was sent")
+        return None
+    late = run.scheduled_for is not None and now - run.scheduled_for > timedelta(
+        seconds=job.catchup_window
+    )
+    if run.trigger == "schedule" and late and run.attempt == 1:
+        finish(run, "missed", now, error="waited in the queue past the catch-up window")
+        return None
+    active = list(
+        Run.select().where(
+            (Run.job == job.id) & Run.status.in_(("dispatched", "running")) & (Run.id != run.id)
+        )
+    )
+    decision = decide_overlap(cast(OverlapMode, job.overlap), bool(active))
+    if decision == "skip":
+        if run.trigger != "schedule" or late:
+            return None  # a manual, retry or catch-up run waits for the running one to end
+        finish(run, "skipped", now, error="the previous run was still going (overlap: forbid)")
+        return None
+    if decision == "replace":
+        for old in active:
+            finish(old, "canceled", now, error="replaced by a newer run (overlap: replace)")
+            Run.update(cancel_requested_at=now).where(Run.id == old.id).execute()
+    lateness = int((now - (run.scheduled_for or run.due_at)).total_seconds() * 1000)
+    Run.update(
+        status="dispatched", dispatched_at=now, gateway=gateway, lateness_ms=max(0, lateness)
+    ).where((Run.id == run.id) & (Run.status == "queued")).execute()
+    return Dispatch(
+        run_id=run.id,
+        execution_id=run.execution_id,
+        attempt=run.attempt,
+        trigger=run.trigger,
+        scheduled_for=run.scheduled_for,
+        job=job.name,
+        url=absolute_url(job.url, app_url),
+        method=job.method,
+        headers=dict(job.headers or {}),
+        payload=run.payload if run.payload is not None else job.payload,
+        timeout_s=float(job.timeout),
+    )
+
+
+def absolute_url(url: str, app_url: str) -> str:
+    """Return the job's URL, a path being relative to GATEWAY_APP_URL."""
+    return app_url.rstrip("/") + url if url.startswith("/") else url
+
+
+def next_due_at(now: datetime) -> datetime | None:
+    """Return the earliest time something is due (a job's next slot or a queued run), by index."""
+    job_next = (
+        Job.select(Job.next_run_at)
+        .where(Job.enabled & Job.next_run_at.is_null(False) & Job.orphaned_at.is_null())
+        .order_by(Job.next_run_at)
+        .limit(1)
+        .scalar()
+    )
+    run_next = (
+        Run.select(Run.due_at)
+        .where((Run.status == "queued") & Run.due_at.is_null(False))
+        .order_by(Run.due_at)
+        .limit(1)
+        .scalar()
+    )
+    found = [Run.due_at.python_value(v) for v in (job_next, run_next) if v is not None]
+    return min(found) if found else None
+
+
+def reap(now: datetime, lease: timedelta) -> int:
+    """Mark runs whose sender or runner died *abandoned* (or queue a retry if the job opts in).
+
+    A *dispatched* run belongs to a gateway: it is dead when that gateway's heartbeat is older
+    than `lease`. A *running* run belongs to an app worker: dead when its own heartbeat is.
+    """
+    dead = Gateway.select(Gateway.instance).where(Gateway.seen_at < now - lease)
+    stale = (
+        Run.select(Run, Job)
+        .join(Job)
+        .where(
+            ((Run.status == "dispatched") & (Run.gateway.in_(dead) | Run.gateway.is_null()))
+            & (Run.dispatched_at < now - lease)
+            | ((Run.status == "running") & (Run.heartbeat_at < now - lease))
+        )
+        .limit(500)
+    )
+    count = 0
+    with write_transaction():
+        for run in _locked(stale):
+            reason = ABANDONED_BY_GATEWAY if run.status == "dispatched" else ABANDONED_BY_WORKER
+            finish(run, "abandoned", now, error=reason)
+            if run.job.retry_abandoned and run.attempt < run.job.max_attempts:
+                _requeue(run, now)
+            count += 1
+    return count
+
+
+def _requeue(run: Run, now: datetime) -> None:
+    Run.insert(
+        execution_id=run.execution_id,
+        job=run.job_id,
+        trigger="retry",
+        scheduled_for=run.scheduled_for,
+        attempt=run.attempt + 1,
+        status="queued",
+        queued_at=now,
+        due_at=now,
+        payload=run.payload,
+    ).on_conflict_ignore().execute()

@@ -1,0 +1,195 @@
+"""Claims on both backends with a fake clock: slots become runs once, policies decide the rest."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
+from typing import Any
+
+from gateway.store import claims
+from gateway.store.jobs import next_run_after
+from gateway.store.models import Gateway
+from gateway.store.models import Job
+from gateway.store.models import Run
+from gateway.store.runs import enqueue
+from tests.fakes import FakeClock
+
+APP = "http://127.0.0.1:8000"
+LEASE = timedelta(seconds=10)
+
+
+def make_job(clock: FakeClock, name: str = "tick", **fields: Any) -> Job:
+    job = Job.create(
+        name=name,
+        url=f"/crons/{name}",
+        schedule=fields.pop("schedule", "* * * * * *"),
+        created_at=clock.now(),
+        updated_at=clock.now(),
+        **fields,
+    )
+    job.next_run_at = next_run_after(job, clock.now())
+    job.save()
+    return job
+
+
+def statuses(job: Job) -> list[tuple[str, str | None]]:
+    rows = Run.select().where(Run.job == job).order_by(Run.scheduled_for, Run.id)
+    return [
+        (r.status, r.scheduled_for.strftime("%H:%M:%S") if r.scheduled_for else None) for r in rows
+    ]
+
+
+def test_nothing_is_claimed_before_the_slot(db: str, clock: FakeClock) -> None:
+    make_job(clock)
+    assert claims.claim_due_slots(clock.now()) == 0
+    assert claims.next_due_at(clock.now()) == clock.now() + timedelta(seconds=1)
+
+
+def test_a_due_slot_becomes_one_queued_run_and_next_run_at_moves(db: str, clock: FakeClock) -> None:
+    job = make_job(clock)
+    clock.advance(seconds=1)
+    assert claims.claim_due_slots(clock.now()) == 1
+    assert claims.claim_due_slots(clock.now()) == 0  # claimed once, whatever happens next
+    assert statuses(job) == [("queued", "09:00:01")]
+    job = Job.get_by_id(job.id)
+    assert job.next_run_at == clock.now() + timedelta(seconds=1) and job.run_count == 1
+
+
+def test_a_queued_run_is_dispatched_once_with_what_the_call_needs(
+    db: str, clock: FakeClock
+) -> None:
+    make_job(clock, headers={"Accept": "application/json"}, payload={"x": 1}, timeout=30)
+    clock.advance(seconds=1)
+    claims.claim_due_slots(clock.now())
+    clock.advance(milliseconds=40)
+    [sent] = claims.take_due_runs(clock.now(), "gw-1", APP)
+    assert claims.take_due_runs(clock.now(), "gw-2", APP) == []
+    assert (sent.url, sent.method, sent.headers, sent.payload, sent.timeout_s) == (
+        f"{APP}/crons/tick",
+        "POST",
+        {"Accept": "application/json"},
+        {"x": 1},
+        30.0,
+    )
+    run = Run.get_by_id(sent.run_id)
+    assert (run.status, run.gateway, run.lateness_ms) == ("dispatched", "gw-1", 40)
+
+
+def test_after_an_outage_once_runs_the_newest_slot_and_records_the_rest_missed(
+    db: str, clock: FakeClock
+) -> None:
+    job = make_job(clock, schedule="*/10 * * * * *", misfire="once")
+    clock.advance(seconds=35)
+    claims.claim_due_slots(clock.now())
+    assert statuses(job) == [
+        ("missed", "09:00:10"),
+        ("missed", "09:00:20"),
+        ("queued", "09:00:30"),
+    ]
+
+
+def test_skip_records_every_late_slot_missed(db: str, clock: FakeClock) -> None:
+    job = make_job(clock, schedule="*/10 * * * * *", misfire="skip")
+    clock.advance(seconds=38)
+    claims.claim_due_slots(clock.now())
+    assert [s for s, _ in statuses(job)] == ["missed", "missed", "missed"]
+    assert Job.get_by_id(job.id).next_run_at == datetime(2026, 11, 23, 9, 0, 40, tzinfo=UTC)
+
+
+def test_a_long_outage_is_folded_into_one_counted_row(db: str, clock: FakeClock) -> None:
+    job = make_job(clock, misfire="skip")
+    clock.advance(hours=2)
+    claims.claim_due_slots(clock.now())
+    rows = list(Run.select().where(Run.job == job))
+    missed = [r for r in rows if r.status == "missed"]
+    assert len(missed) == 101  # 100 rows of one slot, then one row for all the others
+    assert sum(r.missed_count for r in missed) == 7199
+    assert [r.scheduled_for for r in rows if r.status == "queued"] == [clock.now()]  # on time
+
+
+def test_forbid_skips_an_on_time_slot_while_the_previous_run_goes_on(
+    db: str, clock: FakeClock
+) -> None:
+    job = make_job(clock, overlap="forbid")
+    clock.advance(seconds=1)
+    claims.claim_due_slots(clock.now())
+    assert len(claims.take_due_runs(clock.now(), "gw", APP)) == 1
+    clock.advance(seconds=1)
+    claims.claim_due_slots(clock.now())
+    assert claims.take_due_runs(clock.now(), "gw", APP) == []
+    assert statuses(job) == [("dispatched", "09:00:01"), ("skipped", "09:00:02")]
+
+
+def test_replace_cancels_the_running_one(db: str, clock: FakeClock) -> None:
+    job = make_job(clock, overlap="replace")
+    clock.advance(seconds=1)
+    claims.claim_due_slots(clock.now())
+    [first] = claims.take_due_runs(clock.now(), "gw", APP)
+    clock.advance(seconds=1)
+    claims.claim_due_slots(clock.now())
+    assert len(claims.take_due_runs(clock.now(), "gw", APP)) == 1
+    old = Run.get_by_id(first.run_id)
+    assert old.status == "canceled" and old.cancel_requested_at == clock.now()
+    assert statuses(job)[1] == ("dispatched", "09:00:02")
+
+
+def test_a_manual_run_waits_for_the_running_one_under_forbid(db: str, clock: FakeClock) -> None:
+    job = make_job(clock, schedule=None)
+    first = enqueue(job, "manual", clock.now())
+    claims.take_due_runs(clock.now(), "gw", APP)
+    second = enqueue(job, "manual", clock.now())
+    assert claims.take_due_runs(clock.now(), "gw", APP) == []
+    assert Run.get_by_id(second.id).status == "queued"
+    Run.update(status="success").where(Run.id == first.id).execute()
+    assert [d.run_id for d in claims.take_due_runs(clock.now(), "gw", APP)] == [second.id]
+
+
+def test_a_queued_slot_that_waited_past_the_window_is_missed(db: str, clock: FakeClock) -> None:
+    job = make_job(clock, catchup_window=60)
+    clock.advance(seconds=1)
+    claims.claim_due_slots(clock.now())  # claimed, then the gateway died before sending it
+    clock.advance(minutes=5)
+    assert claims.take_due_runs(clock.now(), "gw-2", APP) == []
+    assert statuses(job)[0] == ("missed", "09:00:01")
+
+
+def test_max_runs_stops_the_job(db: str, clock: FakeClock) -> None:
+    job = make_job(clock, max_runs=2)
+    for _ in range(4):
+        clock.advance(seconds=1)
+        claims.claim_due_slots(clock.now())
+    assert [s for s, _ in statuses(job)] == ["queued", "queued"]
+    assert Job.get_by_id(job.id).next_run_at is None
+
+
+def test_runs_of_dead_gateways_and_silent_workers_are_abandoned(db: str, clock: FakeClock) -> None:
+    job = make_job(clock, schedule=None, retry_abandoned=True, max_attempts=2)
+    other = make_job(clock, name="other", schedule=None)
+    Gateway.create(instance="dead", host="h", pid=1, started_at=clock.now(), seen_at=clock.now())
+    Gateway.create(instance="alive", host="h", pid=2, started_at=clock.now(), seen_at=clock.now())
+    by_dead = enqueue(job, "manual", clock.now())
+    by_alive = enqueue(other, "manual", clock.now())
+    claims.take_due_runs(clock.now(), "dead", APP)
+    Run.update(gateway="alive").where(Run.id == by_alive.id).execute()
+    clock.advance(seconds=11)
+    Gateway.update(seen_at=clock.now()).where(Gateway.instance == "alive").execute()
+    assert claims.reap(clock.now(), LEASE) == 1
+    assert Run.get_by_id(by_dead.id).status == "abandoned"
+    assert Run.get_by_id(by_alive.id).status == "dispatched"
+    retry = Run.get((Run.execution_id == by_dead.execution_id) & (Run.attempt == 2))
+    assert (retry.status, retry.trigger) == ("queued", "retry")
+    Run.update(status="running", heartbeat_at=clock.now()).where(Run.id == by_alive.id).execute()
+    clock.advance(seconds=11)
+    Gateway.update(seen_at=clock.now()).execute()
+    assert claims.reap(clock.now(), LEASE) == 1
+    assert Run.get_by_id(by_alive.id).status == "abandoned"
+
+
+def test_next_due_at_sees_queued_runs_and_ignores_paused_jobs(db: str, clock: FakeClock) -> None:
+    job = make_job(clock, schedule="0 12 * * *")
+    assert claims.next_due_at(clock.now()) == datetime(2026, 11, 23, 12, tzinfo=UTC)
+    Job.update(enabled=False).where(Job.id == job.id).execute()
+    assert claims.next_due_at(clock.now()) is None
+    enqueue(job, "manual", clock.now(), due_at=clock.now() + timedelta(seconds=3))
+    assert claims.next_due_at(clock.now()) == clock.now() + timedelta(seconds=3)
