@@ -304,3 +304,15 @@ def test_a_job_declared_twice_is_an_error() -> None:
     cron.job("twice")(lambda ctx: None)
     with pytest.raises(GatewayError, match="twice"):
         cron.job("twice")
+
+
+def test_a_canceled_holder_gives_the_lock_to_its_replacement(
+    client: FlaskClient, clock: FakeClock
+) -> None:
+    job = Job.create(
+        name="hello", url="/crons/hello", created_at=clock.now(), updated_at=clock.now()
+    )
+    old = runs.enqueue(job, "manual", clock.now())
+    Run.update(status="canceled").where(Run.id == old.id).execute()
+    leases.acquire("job:hello", old.execution_id, timedelta(seconds=60), clock.now())
+    assert client.post("/crons/hello", headers=AUTH).status_code == 200

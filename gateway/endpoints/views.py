@@ -161,8 +161,11 @@ def _start(
     taken, previous = leases.acquire(lock, execution_id, lease, now)
     if previous is not None:
         runs.abandon_run(previous, now)
+    holder = None if taken else leases.current(lock)
+    if holder is not None and runs.was_canceled(holder.holder):
+        # The gateway replaced that run (overlap: replace); it is stopping, this one starts.
+        taken = leases.take_over(lock, holder.holder, execution_id, lease, now)
     if not taken:
-        holder = leases.current(lock)
         reason = "another run of this job is in progress" + (
             f" (execution {holder.holder})" if holder else ""
         )

@@ -32,6 +32,15 @@ def acquire(name: str, holder: str, ttl: timedelta, now: datetime) -> tuple[bool
     return bool(taken), previous if taken else None
 
 
+def take_over(name: str, old: str, new: str, ttl: timedelta, now: datetime) -> bool:
+    """Give the lease held by `old` to `new` (its run was canceled); False if `old` lost it."""
+    return bool(
+        Lease.update(holder=new, acquired_at=now, expires_at=now + ttl)
+        .where((Lease.name == name) & (Lease.holder == old))
+        .execute()
+    )
+
+
 def renew(name: str, holder: str, ttl: timedelta, now: datetime) -> bool:
     """Extend the lease if `holder` still holds it; return False if it was lost."""
     return bool(

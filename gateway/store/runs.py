@@ -203,6 +203,17 @@ def abandon_run(execution_id: str, now: datetime) -> None:
         finish(run, "abandoned", now, error=ABANDONED_BY_WORKER)
 
 
+def was_canceled(execution_id: str) -> bool:
+    """Return True if the execution's latest attempt was canceled (overlap: replace)."""
+    run = (
+        Run.select(Run.status)
+        .where(Run.execution_id == execution_id)
+        .order_by(Run.attempt.desc())
+        .first()
+    )
+    return run is not None and run.status == "canceled"
+
+
 def find_run(execution_id: str, job: str | None = None) -> Run | None:
     """Return the latest attempt of an execution, or None."""
     query = Run.select(Run, Job).join(Job).where(Run.execution_id == execution_id)
