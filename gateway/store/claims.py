@@ -32,6 +32,7 @@ from gateway.store.db import write_transaction
 from gateway.store.models import Gateway
 from gateway.store.models import Job
 from gateway.store.models import Run
+from gateway.store.outcomes import queue_retry
 from gateway.store.runs import ABANDONED_BY_WORKER
 from gateway.store.runs import finish
 from gateway.store.runs import new_execution_id
@@ -269,20 +270,17 @@ def reap(now: datetime, lease: timedelta) -> int:
             reason = ABANDONED_BY_GATEWAY if run.status == "dispatched" else ABANDONED_BY_WORKER
             finish(run, "abandoned", now, error=reason)
             if run.job.retry_abandoned and run.attempt < run.job.max_attempts:
-                _requeue(run, now)
+                queue_retry(run, now, now)
             count += 1
     return count
 
 
-def _requeue(run: Run, now: datetime) -> None:
-    Run.insert(
-        execution_id=run.execution_id,
-        job=run.job_id,
-        trigger="retry",
-        scheduled_for=run.scheduled_for,
-        attempt=run.attempt + 1,
-        status="queued",
-        queued_at=now,
-        due_at=now,
-        payload=run.payload,
-    ).on_conflict_ignore().execute()
+def hand_back(run_ids: list[int]) -> int:
+    """Return dispatched runs that were never sent to the queue, for another gateway to send."""
+    if not run_ids:
+        return 0
+    return int(
+        Run.update(status="queued", gateway=None, dispatched_at=None, lateness_ms=None)
+        .where(Run.id.in_(run_ids) & (Run.status == "dispatched"))
+        .execute()
+    )

@@ -1,0 +1,80 @@
+"""Dispatcher: a bounded pool of callers with a cap on parallel calls per target host."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
+
+from gateway.store.claims import Dispatch
+
+logger = logging.getLogger("gateway.dispatch")
+
+
+class Dispatcher:
+    """Send dispatched runs through `call`, at most `workers` at once and `per_host` per host.
+
+    Runs over a host's cap wait in that host's queue instead of holding a pool thread, so a
+    midnight burst at one app cannot starve calls to the others.
+    """
+
+    def __init__(self, call: Callable[[Dispatch], None], workers: int, per_host: int) -> None:
+        self._call = call
+        self._per_host = per_host
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="call")
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._busy: dict[str, int] = {}
+        self._waiting: dict[str, deque[Dispatch]] = {}
+        self._in_flight = 0
+
+    def submit(self, dispatch: Dispatch) -> None:
+        host = urlsplit(dispatch.url).netloc
+        with self._lock:
+            self._in_flight += 1
+            if self._busy.get(host, 0) >= self._per_host:
+                self._waiting.setdefault(host, deque()).append(dispatch)
+                return
+            self._busy[host] = self._busy.get(host, 0) + 1
+        self._pool.submit(self._run, host, dispatch)
+
+    def _run(self, host: str, dispatch: Dispatch) -> None:
+        try:
+            self._call(dispatch)
+        except Exception:  # one bad call never stops the others
+            logger.exception("call of run %s failed", dispatch.execution_id)
+        with self._lock:
+            self._in_flight -= 1
+            queue = self._waiting.get(host)
+            following = queue.popleft() if queue else None
+            if following is None:
+                self._busy[host] -= 1
+            self._idle.notify_all()
+        if following is not None:
+            self._pool.submit(self._run, host, following)
+
+    @property
+    def in_flight(self) -> int:
+        """Return how many runs are being sent or wait for their host."""
+        with self._lock:
+            return self._in_flight
+
+    def take_waiting(self) -> list[Dispatch]:
+        """Remove and return the runs not sent yet (to hand them back at shutdown)."""
+        with self._lock:
+            taken = [d for queue in self._waiting.values() for d in queue]
+            self._waiting.clear()
+            self._in_flight -= len(taken)
+            return taken
+
+    def drain(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for calls in flight; return True if none is left."""
+        with self._lock:
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+            return self._in_flight == 0
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

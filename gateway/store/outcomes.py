@@ -1,0 +1,94 @@
+"""Outcomes: what the gateway saw over HTTP, merged with what the endpoint recorded itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from gateway.scheduler.planner import should_auto_pause
+from gateway.store.db import write_transaction
+from gateway.store.models import Job
+from gateway.store.models import Run
+from gateway.store.runs import TERMINAL_STATUSES
+from gateway.store.runs import finish
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One HTTP call as the gateway saw it."""
+
+    status: str  # success | error | timeout | skipped
+    http_status: int | None
+    duration_ms: int
+    response_excerpt: str | None = None
+    summary: Any = None
+    error: str | None = None
+    accepted: bool = False  # 202: the endpoint goes on in the background
+
+
+def record_outcome(run_id: int, seen: Seen, now: datetime) -> Run | None:
+    """Store what the gateway saw and return the run as it now stands (None if it vanished).
+
+    The endpoint's own record wins: if it already ended the run, only the HTTP facts are added.
+    If it never attached (no database, another database, refused before attaching), the
+    gateway's view ends the run. A gateway timeout ends a still-running run as *timeout* and
+    asks the job to stop.
+    """
+    with write_transaction():
+        run = Run.get_or_none(Run.id == run_id)
+        if run is None:
+            return None
+        http = {"http_status": seen.http_status, "response_excerpt": seen.response_excerpt}
+        Run.update(http).where(Run.id == run.id).execute()
+        if run.status == "dispatched" and not seen.accepted:
+            finish(
+                run,
+                seen.status,
+                now,
+                duration_ms=seen.duration_ms,
+                summary=seen.summary,
+                error=seen.error,
+            )
+        elif run.status == "dispatched":  # 202 from an endpoint that records nothing
+            finish(run, "success", now, duration_ms=seen.duration_ms, summary=seen.summary)
+        elif run.status == "running" and seen.status == "timeout":
+            Run.update(cancel_requested_at=now).where(Run.id == run.id).execute()
+            finish(run, "timeout", now, duration_ms=seen.duration_ms, error=seen.error)
+        _auto_pause(run.job_id, now)
+    return Run.get_by_id(run.id)
+
+
+def is_final(run: Run) -> bool:
+    return run.status in TERMINAL_STATUSES
+
+
+def _auto_pause(job_id: int, now: datetime) -> None:
+    job = Job.get_by_id(job_id)
+    if job.enabled and should_auto_pause(job.consecutive_failures, job.auto_pause_after):
+        Job.update(
+            enabled=False,
+            next_run_at=None,
+            pause_note=f"paused automatically after {job.consecutive_failures} failures in a row",
+            updated_at=now,
+        ).where(Job.id == job_id).execute()
+
+
+def queue_retry(run: Run, due_at: datetime, now: datetime) -> bool:
+    """Queue the next attempt of `run`'s slot at `due_at`; False if it was already queued."""
+    inserted = (
+        Run.insert(
+            execution_id=run.execution_id,
+            job=run.job_id,
+            trigger="retry",
+            scheduled_for=run.scheduled_for,
+            attempt=run.attempt + 1,
+            status="queued",
+            queued_at=now,
+            due_at=due_at,
+            payload=run.payload,
+        )
+        .on_conflict_ignore()
+        .execute()
+    )
+    return bool(inserted)
