@@ -1,0 +1,92 @@
+"""Dispatcher: a bounded pool with a cap per host; runs over the cap wait without a thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from gateway.scheduler.dispatch import Dispatcher
+from gateway.store.claims import Dispatch
+
+
+def dispatch(n: int, host: str) -> Dispatch:
+    return Dispatch(
+        n,
+        f"exec-{n}",
+        1,
+        "schedule",
+        None,
+        "job",
+        f"http://{host}/crons/job",
+        "POST",
+        {},
+        None,
+        5.0,
+    )
+
+
+class Gate:
+    """A call that blocks until released, counting how many run at once per host."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.running: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+        self.done: list[int] = []
+
+    def __call__(self, d: Dispatch) -> None:
+        host = d.url.split("/")[2]
+        with self.lock:
+            self.running[host] = self.running.get(host, 0) + 1
+            self.peak[host] = max(self.peak.get(host, 0), self.running[host])
+        self.release.wait(5)
+        with self.lock:
+            self.running[host] -= 1
+            self.done.append(d.run_id)
+
+
+def test_calls_to_one_host_are_capped_and_other_hosts_are_not_starved() -> None:
+    gate = Gate()
+    dispatcher = Dispatcher(gate, workers=8, per_host=2)
+    for n in range(10):
+        dispatcher.submit(dispatch(n, "busy.example"))
+    dispatcher.submit(dispatch(99, "quiet.example"))
+    deadline = time.monotonic() + 5
+    while gate.running.get("quiet.example", 0) == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert gate.running == {"busy.example": 2, "quiet.example": 1}
+    assert dispatcher.in_flight == 11
+    gate.release.set()
+    assert dispatcher.drain(5)
+    assert sorted(gate.done) == [*range(10), 99]
+    assert gate.peak == {"busy.example": 2, "quiet.example": 1}
+    dispatcher.close()
+
+
+def test_runs_still_waiting_can_be_taken_back_at_shutdown() -> None:
+    gate = Gate()
+    dispatcher = Dispatcher(gate, workers=4, per_host=1)
+    for n in range(3):
+        dispatcher.submit(dispatch(n, "app.example"))
+    taken = dispatcher.take_waiting()
+    assert [d.run_id for d in taken] == [1, 2]
+    assert not dispatcher.drain(0.05)  # run 0 is still being sent
+    gate.release.set()
+    assert dispatcher.drain(5) and gate.done == [0]
+    dispatcher.close()
+
+
+def test_a_call_that_raises_does_not_stop_the_others() -> None:
+    done: list[int] = []
+
+    def call(d: Dispatch) -> None:
+        if d.run_id == 0:
+            raise RuntimeError("boom")
+        done.append(d.run_id)
+
+    dispatcher = Dispatcher(call, workers=2, per_host=1)
+    for n in range(3):
+        dispatcher.submit(dispatch(n, "app.example"))
+    assert dispatcher.drain(5) and sorted(done) == [1, 2]
+    dispatcher.close()
