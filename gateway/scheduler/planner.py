@@ -213,7 +213,7 @@ def _fold(
 
 
 def _estimate_count(listed: list[datetime], last: datetime) -> int:
-    """Return about how many slots lie in (listed[-1], last], from the listed slots' mean interval."""
+    """Return about how many slots lie in (listed[-1], last], from the mean listed interval."""
     if len(listed) < 2:
         return 1
     mean = (listed[-1] - listed[0]) / (len(listed) - 1)
