@@ -87,6 +87,10 @@ def test_after_an_outage_once_runs_the_newest_slot_and_records_the_rest_missed(
         ("missed", "09:00:20"),
         ("queued", "09:00:30"),
     ]
+    # Missed and queued rows go in one insert: the queued one must still be due.
+    assert [d.scheduled_for for d in claims.take_due_runs(clock.now(), "gw", APP)] == [
+        datetime(2026, 11, 23, 9, 0, 30, tzinfo=UTC)
+    ]
 
 
 def test_skip_records_every_late_slot_missed(db: str, clock: FakeClock) -> None:

@@ -139,6 +139,7 @@ def _insert_plan(job: Job, plan: Plan, now: datetime) -> None:
 
 
 def _row(job: Job, slot: datetime, status: str, now: datetime) -> dict[str, Any]:
+    # Every row has every key: insert_many takes its columns from the first row.
     return {
         "execution_id": new_execution_id(),
         "job": job.id,
@@ -148,6 +149,10 @@ def _row(job: Job, slot: datetime, status: str, now: datetime) -> dict[str, Any]
         "status": status,
         "queued_at": now,
         "payload": job.payload,
+        "due_at": None,
+        "finished_at": None,
+        "missed_count": None,
+        "error": None,
     }
 
 
