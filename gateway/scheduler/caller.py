@@ -1,0 +1,420 @@
+"""One HTTP call to a cron endpoint with requests → Outcome (no retries, no database).
+
+Every failure becomes an Outcome; nothing requests raises escapes `Caller.call`. Secrets (the
+token headers, a `cronToken` query parameter, URL passwords, `CallRequest.secrets`) are
+redacted from every text field of the Outcome, whatever requests or the endpoint put there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json as jsonlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import UTC
+from datetime import datetime
+from typing import Literal
+from typing import TypeAlias
+from urllib.parse import parse_qsl
+from urllib.parse import quote
+from urllib.parse import quote_plus
+from urllib.parse import urlsplit
+
+import requests
+import urllib3
+
+from gateway.clock import SYSTEM_CLOCK
+from gateway.clock import Clock
+from gateway.scheduler.policy import AttemptKind
+
+JsonValue: TypeAlias = "None | bool | int | float | str | list[JsonValue] | dict[str, JsonValue]"
+OutcomeStatus = Literal["success", "error", "timeout", "skipped"]
+Trigger = Literal["schedule", "manual", "external", "retry", "backfill"]
+
+REDACTED = "[redacted]"
+_ERROR_CHARS = 1000
+_ACCEPTED = frozenset({"accepted", "running", "queued"})
+
+
+@dataclass(frozen=True)
+class CallRequest:
+    """One call to make. `json` None sends no body; `secrets` are extra strings to redact."""
+
+    method: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    json: JsonValue = None
+    timeout_s: float = 30.0
+    secrets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one call ended in, as data (DESIGN §2 endpoint contract).
+
+    `status` is what the run becomes: `skipped` when the endpoint says so or answers 409.
+    `accepted` means 202 with status accepted/running/queued: the endpoint goes on in the
+    background and records the result itself. `kind`, `http_status` and `retry_after` are
+    what `retry.decide_retry` reads.
+    """
+
+    status: OutcomeStatus
+    kind: AttemptKind
+    http_status: int | None
+    duration_ms: int
+    response_excerpt: str | None = None
+    summary: JsonValue = None
+    error: str | None = None
+    retry_after: str | None = None
+    endpoint_status: str | None = None
+    accepted: bool = False
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class _Body:
+    head: bytes  # the first json_limit bytes
+    tail: bytes  # the last json_limit bytes (for an NDJSON stream's result line)
+    size: int
+    complete: bool  # read to the end, within max_body_bytes and the deadline
+    timed_out: bool
+
+
+def cron_headers(
+    token: str,
+    execution_id: str,
+    scheduled_for: datetime | None,
+    trigger: Trigger | str,
+    attempt: int,
+) -> dict[str, str]:
+    """Return the X-Cron-* headers that let the endpoint attach to this run (DESIGN §1)."""
+    headers = {
+        "X-Cron-Token": token,
+        "X-Cron-Execution-Id": execution_id,
+        "X-Cron-Trigger": trigger,
+        "X-Cron-Attempt": str(attempt),
+    }
+    if scheduled_for is not None:
+        if scheduled_for.tzinfo is None or scheduled_for.utcoffset() is None:
+            raise ValueError(f"scheduled_for: {scheduled_for.isoformat()} is naive")
+        headers["X-Cron-Scheduled-For"] = scheduled_for.astimezone(UTC).isoformat()
+    return headers
+
+
+class Caller:
+    """Makes calls on a keep-alive `requests.Session` per thread; never follows redirects."""
+
+    def __init__(
+        self,
+        session_factory: Callable[[], requests.Session] = requests.Session,
+        excerpt_bytes: int = 4096,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        json_limit_bytes: int = 1 << 20,
+        max_body_bytes: int = 16 << 20,
+    ) -> None:
+        self.session_factory = session_factory
+        self.excerpt_bytes = excerpt_bytes
+        self.clock = clock
+        self.json_limit_bytes = max(json_limit_bytes, excerpt_bytes)
+        self.max_body_bytes = max(max_body_bytes, self.json_limit_bytes)
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._lock = threading.Lock()
+
+    def call(self, request: CallRequest) -> Outcome:
+        """Make one call and return its Outcome; never raises for network or HTTP trouble."""
+        started = self.clock.monotonic()
+        secrets = _secrets(request)
+        try:
+            outcome = self._call(request, started)
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            outcome = _failure(exc, request, self._elapsed_ms(started))
+        except ValueError as exc:  # a bad URL or header that requests did not wrap
+            outcome = _invalid(exc, self._elapsed_ms(started))
+        return _redacted(outcome, secrets)
+
+    def close(self) -> None:
+        """Close every thread's session (at shutdown)."""
+        with self._lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+
+    def session(self) -> requests.Session:
+        """Return this thread's session, made on first use."""
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self.session_factory()
+            self._local.session = session
+            with self._lock:
+                self._sessions.append(session)
+        return session
+
+    def _call(self, request: CallRequest, started: float) -> Outcome:
+        response = self.session().request(
+            request.method,
+            request.url,
+            headers=request.headers,
+            json=request.json,
+            timeout=request.timeout_s,
+            allow_redirects=False,
+            stream=True,
+        )
+        with response:
+            # A stream (NDJSON) could go on for ever: it gets a total deadline. Other bodies
+            # arrive right after the headers, bounded by the per-read timeout and the size cap.
+            streaming = "ndjson" in response.headers.get("Content-Type", "").lower()
+            body = self._read(response, started + request.timeout_s if streaming else None)
+            return self._from_response(response, body, request, self._elapsed_ms(started))
+
+    def _read(self, response: requests.Response, deadline: float | None) -> _Body:
+        """Read the body in chunks, keeping at most its head and tail, until done or a limit."""
+        limit = self.json_limit_bytes
+        head, tail, size, complete, timed_out = bytearray(), bytearray(), 0, True, False
+        for chunk in response.iter_content(chunk_size=64 * 1024):
+            size += len(chunk)
+            head += chunk[: max(0, limit - len(head))]
+            tail += chunk
+            if len(tail) > 2 * limit:  # trim now and then: amortised O(size)
+                del tail[:-limit]
+            timed_out = deadline is not None and self.clock.monotonic() > deadline
+            if size > self.max_body_bytes or timed_out:
+                complete = False
+                break
+        return _Body(bytes(head), bytes(tail[-limit:]), size, complete, timed_out)
+
+    def _from_response(
+        self, response: requests.Response, body: _Body, request: CallRequest, ms: int
+    ) -> Outcome:
+        """Return the Outcome of a call that got a response."""
+        code = response.status_code
+        document = _document(body, response.headers.get("Content-Type", ""))
+        endpoint_status = _field(document, "status")
+        if body.timed_out:
+            status: OutcomeStatus = "timeout"
+            error: str | None = f"no complete response within {request.timeout_s:g} s"
+        else:
+            status, error = _judge(code, endpoint_status, document, response)
+        return Outcome(
+            status=status,
+            kind="timeout" if body.timed_out else "http",
+            http_status=code,
+            duration_ms=ms,
+            response_excerpt=body.head[: self.excerpt_bytes].decode("utf-8", errors="replace"),
+            summary=document.get("summary") if _is_contract(document) else None,
+            error=error,
+            retry_after=response.headers.get("Retry-After"),
+            endpoint_status=endpoint_status,
+            accepted=code == 202 and endpoint_status in _ACCEPTED and not body.timed_out,
+            truncated=body.size > self.excerpt_bytes,
+        )
+
+    def _elapsed_ms(self, started: float) -> int:
+        return max(0, round((self.clock.monotonic() - started) * 1000))
+
+
+def _judge(
+    code: int,
+    endpoint_status: str | None,
+    document: dict[str, JsonValue],
+    response: requests.Response,
+) -> tuple[OutcomeStatus, str | None]:
+    """Return the run status and error message for a response."""
+    detail = _error_detail(document) or response.reason or ""
+    if 200 <= code <= 299:
+        if endpoint_status == "skipped":
+            return "skipped", _error_detail(document)
+        if endpoint_status == "error":
+            return "error", _clip(f"job failed: {detail or 'no error message'}")
+        return "success", None
+    if 300 <= code <= 399:
+        location = response.headers.get("Location", "(no Location header)")
+        return "error", _clip(f"HTTP {code}: redirect to {location} not followed")
+    if code == 409:  # another run holds the job's lock (DESIGN §2): recorded as skipped
+        return "skipped", _clip(f"HTTP 409: {detail}" if detail else "HTTP 409")
+    return "error", _clip(f"HTTP {code}: {detail}" if detail else f"HTTP {code}")
+
+
+def _document(body: _Body, content_type: str) -> dict[str, JsonValue]:
+    """Return the JSON object the endpoint answered ({} if none): an NDJSON stream's last line."""
+    if not body.complete:
+        return {}
+    whole = body.head if body.size <= len(body.head) else None
+    if "ndjson" in content_type.lower():
+        lines = (whole if whole is not None else body.tail).strip().splitlines()
+        text = lines[-1] if lines else b""
+    elif whole is None:
+        return {}
+    else:
+        text = whole
+    try:
+        value = jsonlib.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _is_contract(document: dict[str, JsonValue]) -> bool:
+    """Return True if `document` looks like the endpoint contract of DESIGN §2."""
+    return isinstance(document.get("status"), str) and (
+        "execution_id" in document or "job" in document
+    )
+
+
+def _field(document: dict[str, JsonValue], name: str) -> str | None:
+    value = document.get(name)
+    return value if isinstance(value, str) else None
+
+
+def _error_detail(document: dict[str, JsonValue]) -> str | None:
+    """Return the endpoint's error message: `error` as a string, or `error.message`."""
+    error = document.get("error")
+    if isinstance(error, dict):
+        error = error.get("message")
+    return _clip(error) if isinstance(error, str) and error else None
+
+
+def _failure(exc: BaseException, request: CallRequest, ms: int) -> Outcome:
+    """Return the Outcome of a call that raised (built from our words, not the exception's)."""
+    target, after = _target(request.url), f"{request.timeout_s:g} s"
+    if isinstance(exc, requests.ConnectTimeout):
+        return _no_response("timeout", "timeout", f"connect timeout after {after} to {target}", ms)
+    if isinstance(exc, requests.Timeout) or _caused_by(exc, urllib3.exceptions.ReadTimeoutError):
+        return _no_response("timeout", "timeout", f"no response within {after} from {target}", ms)
+    if isinstance(exc, requests.TooManyRedirects | requests.URLRequired | ValueError):
+        return _invalid(exc, ms)  # InvalidURL, MissingSchema, InvalidHeader… are ValueErrors
+    return _no_response("error", "connection_error", _connection_message(exc, target), ms)
+
+
+def _invalid(exc: BaseException, ms: int) -> Outcome:
+    error = f"invalid request: {type(exc).__name__}: {exc}"
+    return _no_response("error", "invalid_request", error, ms)
+
+
+def _no_response(status: OutcomeStatus, kind: AttemptKind, error: str, ms: int) -> Outcome:
+    return Outcome(status, kind, http_status=None, duration_ms=ms, error=_clip(error))
+
+
+def _connection_message(exc: BaseException, target: str) -> str:
+    """Return e.g. "connection refused to 127.0.0.1:8000" from the OS error under `exc`."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return f"TLS error with {target}: {_os_reason(exc) or 'handshake failed'}"
+    if isinstance(
+        exc, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError
+    ):
+        return f"response from {target} broke off: {type(exc).__name__}"
+    if _caused_by(exc, ConnectionRefusedError):
+        return f"connection refused to {target}"
+    if _caused_by(exc, ConnectionResetError):
+        return f"connection reset by {target}"
+    if _caused_by(exc, urllib3.exceptions.NameResolutionError):
+        return f"name resolution failed for {target}"
+    reason = _os_reason(exc)
+    return f"connection error to {target}" + (f": {reason}" if reason else "")
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """Return `exc` and what it wraps (args, urllib3's reason, __cause__, __context__)."""
+    seen: list[BaseException] = []
+    todo = [exc]
+    while todo and len(seen) < 20:
+        current = todo.pop()
+        if any(current is s for s in seen):
+            continue
+        seen.append(current)
+        nested = [
+            *current.args,
+            getattr(current, "reason", None),
+            current.__cause__,
+            current.__context__,
+        ]
+        todo += [n for n in nested if isinstance(n, BaseException)]
+    return seen
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    return any(isinstance(cause, kind) for cause in _causes(exc))
+
+
+def _os_reason(exc: BaseException) -> str | None:
+    """Return the innermost OS error's text (e.g. "Connection refused"), if there is one."""
+    for cause in reversed(_causes(exc)):
+        if isinstance(cause, OSError) and cause.strerror:
+            return str(cause.strerror)
+    return None
+
+
+def _target(url: str) -> str:
+    """Return host:port of `url`, never its user info, path or query."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        return "(unparsable URL)"
+    host = parts.hostname or "(no host)"
+    return f"{host}:{port}" if port else host
+
+
+def _secrets(request: CallRequest) -> list[str]:
+    """Return every secret string the request carries, in the forms messages may show it."""
+    found = list(request.secrets)
+    for name, value in request.headers.items():
+        if name.lower() in ("x-cron-token", "authorization", "cookie", "proxy-authorization"):
+            found += [value, value.partition(" ")[2]]
+    try:
+        parts = urlsplit(request.url)
+        found += [v for k, v in parse_qsl(parts.query) if k.lower() in ("crontoken", "token")]
+        found.append(parts.password or "")
+    except ValueError:
+        pass
+    forms = {f for s in found if s for f in (s, quote(s, safe=""), quote_plus(s))}
+    return sorted(forms, key=len, reverse=True)  # longest first: "Bearer x" before "x"
+
+
+def _redacted(outcome: Outcome, secrets: list[str]) -> Outcome:
+    """Return `outcome` with every secret replaced in all of its text."""
+    if not secrets:
+        return outcome
+
+    def scrub(value: JsonValue) -> JsonValue:
+        if isinstance(value, str):
+            for secret in secrets:
+                value = value.replace(secret, REDACTED)
+            return value
+        if isinstance(value, list):
+            return [scrub(v) for v in value]
+        if isinstance(value, dict):
+            return {str(scrub(k)): scrub(v) for k, v in value.items()}
+        return value
+
+    def text(value: str | None) -> str | None:
+        return None if value is None else str(scrub(value))
+
+    excerpt = text(outcome.response_excerpt)
+    if excerpt is not None and outcome.truncated:
+        excerpt = _cut_secret_prefix(excerpt, secrets)
+
+    return dataclasses.replace(
+        outcome,
+        response_excerpt=excerpt,
+        summary=scrub(outcome.summary),
+        error=text(outcome.error),
+        retry_after=text(outcome.retry_after),
+        endpoint_status=text(outcome.endpoint_status),
+    )
+
+
+def _cut_secret_prefix(excerpt: str, secrets: list[str]) -> str:
+    """Return `excerpt` without a trailing start of a secret that the cut left behind."""
+    for secret in secrets:
+        for length in range(min(len(secret) - 1, len(excerpt)), 3, -1):  # 3 chars leak nothing
+            if excerpt.endswith(secret[:length]):
+                return excerpt[:-length] + REDACTED
+    return excerpt
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _ERROR_CHARS else text[: _ERROR_CHARS - 1] + "…"
