@@ -42,8 +42,25 @@ def web() -> None:
 
 
 @click.command()
+def scheduler() -> None:
+    """Run the gateway: call every job on time and record its runs, until SIGTERM."""
+    from gateway.logs import setup_logging
+    from gateway.scheduler.loop import Scheduler
+
+    settings = load_settings()
+    token = settings.cron_token or _existing_local_token()
+    if not token:
+        raise click.UsageError(
+            "set GATEWAY_CRON_TOKEN (the token the gateway sends to endpoints), "
+            "or start with `up`, which creates var/cron-token"
+        )
+    setup_logging()
+    Scheduler(settings, token).run()
+
+
+@click.command()
 def up() -> None:
-    """Start everything for one machine: the web app (and the gateway), until Ctrl-C."""
+    """Start everything for one machine: the web app and the gateway, until Ctrl-C."""
     env = dict(os.environ)
     if not env.get("GATEWAY_CRON_TOKEN"):
         env["GATEWAY_CRON_TOKEN"] = _local_token()
@@ -54,13 +71,20 @@ def up() -> None:
         f'try: curl -X POST -H "X-Cron-Token: $(cat {TOKEN_FILE})" '
         f"http://{settings.bind}/crons/cleanup-sessions"
     )
-    sys.exit(supervise([web_command()], env))
+    gateway = [sys.executable, "-m", "gateway", "scheduler"]
+    sys.exit(supervise([web_command(), gateway], env))
+
+
+def _existing_local_token() -> str | None:
+    """Return the token `up` keeps in var/cron-token, if there is one."""
+    return TOKEN_FILE.read_text().strip() if TOKEN_FILE.exists() else None
 
 
 def _local_token() -> str:
     """Return the token kept in var/cron-token, creating it (mode 600) on first start."""
-    if TOKEN_FILE.exists():
-        return TOKEN_FILE.read_text().strip()
+    existing = _existing_local_token()
+    if existing:
+        return existing
     TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
     token = "cg_" + secrets.token_urlsafe(32)
     fd = os.open(TOKEN_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -104,4 +128,4 @@ def _die_with_parent() -> None:
         pass  # not Linux: Ctrl-C still reaches the whole process group
 
 
-serve_commands: list[click.Command] = [up, web]
+serve_commands: list[click.Command] = [up, web, scheduler]

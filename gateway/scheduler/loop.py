@@ -1,0 +1,252 @@
+"""The gateway process: claim due slots, send them, record what happened, keep its lease.
+
+`run_once()` does one round and says whether there may be more work; `run()` loops over it
+and sleeps until the next due time (by index) or a short wake-up interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import socket
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import timedelta
+from types import FrameType
+
+from gateway.clock import SYSTEM_CLOCK
+from gateway.clock import Clock
+from gateway.config import Settings
+from gateway.scheduler.caller import Caller
+from gateway.scheduler.caller import CallRequest
+from gateway.scheduler.caller import Outcome
+from gateway.scheduler.caller import cron_headers
+from gateway.scheduler.policy import RetryPolicy
+from gateway.scheduler.retry import decide_retry
+from gateway.store import claims
+from gateway.store import gateways
+from gateway.store import leases
+from gateway.store.db import database
+from gateway.store.db import ensure_open
+from gateway.store.db import is_sqlite
+from gateway.store.models import Job
+from gateway.store.outcomes import Seen
+from gateway.store.outcomes import queue_retry
+from gateway.store.outcomes import record_outcome
+
+logger = logging.getLogger("gateway.scheduler")
+
+ACTIVE_LEASE = "gateway:active"
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """How the loop paces itself; the defaults suit one machine."""
+
+    wake_interval: float = 0.5  # new jobs, reschedules and manual triggers are seen this fast
+    lease_seconds: float = 10.0  # a dead gateway's work is taken over after this
+    workers: int = 32
+    per_host: int = 16
+    shutdown_grace: float = 25.0  # SIGTERM: wait this long for calls in flight
+
+
+class Scheduler:
+    """One gateway process. On SQLite one is active (a lease), the others wait as standby."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        token: str,
+        *,
+        caller: Caller | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        pacing: LoopSettings | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        from gateway.scheduler.dispatch import Dispatcher
+
+        self.settings = settings
+        self.token = token
+        self.caller = caller or Caller()
+        self.clock = clock
+        self.pacing = pacing or LoopSettings()
+        self.rng = rng or random.Random()
+        self.instance = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.lease = timedelta(seconds=self.pacing.lease_seconds)
+        self.stopping = threading.Event()
+        self.wake = threading.Event()
+        self.active = False
+        self._next_housekeeping = 0.0
+        self.dispatcher = Dispatcher(self.send, self.pacing.workers, self.pacing.per_host)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Work until SIGTERM or SIGINT, then hand back what was not sent and stop."""
+        self._install_signal_handlers()
+        ensure_open(self.settings.database_url)
+        gateways.register(
+            self.instance, socket.gethostname(), os.getpid(), self.clock.now(), "standby"
+        )
+        logger.info("gateway %s started", self.instance)
+        try:
+            while not self.stopping.is_set():
+                while not self.stopping.is_set() and self.run_once():
+                    pass
+                self.wake.clear()
+                self.clock.wait(self.seconds_until_next_due(), self.wake)
+        finally:
+            self.shutdown()
+
+    def run_once(self) -> bool:
+        """Do one round: housekeeping, claim due slots, send due runs. True: call again."""
+        now = self.clock.now()
+        self._housekeeping(now)
+        if not self.active:
+            return False
+        claimed = claims.claim_due_slots(now)
+        sent = claims.take_due_runs(now, self.instance, self.settings.app_url)
+        for dispatch in sent:
+            self.dispatcher.submit(dispatch)
+        return bool(claimed or sent)
+
+    def seconds_until_next_due(self) -> float:
+        """Return how long to sleep: until the next due time, at most the wake interval."""
+        if not self.active:
+            return self.pacing.wake_interval * 2  # standby: try the lease again soon
+        now = self.clock.now()
+        due = claims.next_due_at(now)
+        if due is None:
+            return self.pacing.wake_interval
+        return min(max(0.0, (due - now).total_seconds()), self.pacing.wake_interval)
+
+    def stop(self) -> None:
+        """Ask the loop to stop (what the signal handlers do)."""
+        self.stopping.set()
+        self.wake.set()
+
+    # -- sending one run (in a pool thread) -------------------------------------------------
+
+    def send(self, dispatch: claims.Dispatch) -> None:
+        """Call the endpoint for one dispatched run and record what happened."""
+        headers = {
+            **dispatch.headers,
+            **cron_headers(
+                self.token,
+                dispatch.execution_id,
+                dispatch.scheduled_for,
+                dispatch.trigger,
+                dispatch.attempt,
+            ),
+        }
+        request = CallRequest(
+            method=dispatch.method,
+            url=dispatch.url,
+            headers=headers,
+            json=dispatch.payload,
+            timeout_s=dispatch.timeout_s,
+            secrets=(self.token,),
+        )
+        outcome = self.caller.call(request)
+        try:
+            self._record(dispatch, outcome)
+        finally:
+            self.wake.set()  # a retry may be due soon, or the job's next run may wait for this
+
+    def _record(self, dispatch: claims.Dispatch, outcome: Outcome) -> None:
+        now = self.clock.now()
+        run = record_outcome(dispatch.run_id, _seen(outcome), now)
+        if run is None or run.status not in ("error", "timeout"):
+            return
+        job = Job.get_by_id(run.job_id)
+        policy = RetryPolicy(max_attempts=job.max_attempts, backoff_s=float(job.backoff))
+        decision = decide_retry(outcome, run.attempt, policy, now=now, rng=self.rng)
+        if decision.retry:
+            due = now + timedelta(seconds=decision.delay_s)
+            if queue_retry(run, due, now):
+                logger.info(
+                    "job %s run %s attempt %d failed (%s); retry at %s",
+                    dispatch.job,
+                    dispatch.execution_id,
+                    run.attempt,
+                    decision.reason,
+                    due.isoformat(),
+                )
+
+    # -- lease, heartbeat, reaper ------------------------------------------------------------
+
+    def _housekeeping(self, now: datetime) -> None:
+        tick = self.clock.monotonic()
+        if tick < self._next_housekeeping:
+            return
+        self._next_housekeeping = tick + self.pacing.lease_seconds / 3
+        was_active = self.active
+        self.active = self._hold_lease(now)
+        if self.active != was_active:
+            logger.info(
+                "gateway %s is now %s", self.instance, "active" if self.active else "standby"
+            )
+        gateways.beat(self.instance, now, "active" if self.active else "standby")
+        if self.active:
+            reaped = claims.reap(now, self.lease)
+            if reaped:
+                logger.warning("marked %d run(s) abandoned: their gateway or worker died", reaped)
+
+    def _hold_lease(self, now: datetime) -> bool:
+        """Return True if this gateway may work: always on PostgreSQL, by lease on SQLite."""
+        if not is_sqlite():
+            return True
+        if self.active and leases.renew(ACTIVE_LEASE, self.instance, self.lease, now):
+            return True
+        taken, previous = leases.acquire(ACTIVE_LEASE, self.instance, self.lease, now)
+        if taken and previous:
+            logger.warning("took over from gateway %s, whose lease expired", previous)
+        return taken
+
+    # -- stopping ----------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Stop claiming, hand back unsent runs, wait for calls in flight, release the lease."""
+        returned = claims.hand_back([d.run_id for d in self.dispatcher.take_waiting()])
+        if returned:
+            logger.info("handed back %d run(s) not sent yet", returned)
+        if not self.dispatcher.drain(self.pacing.shutdown_grace):
+            logger.warning(
+                "%d call(s) still in flight at shutdown; their runs end abandoned",
+                self.dispatcher.in_flight,
+            )
+        self.dispatcher.close()
+        now = self.clock.now()
+        if self.active:
+            leases.release(ACTIVE_LEASE, self.instance)
+        gateways.retire(self.instance, now)
+        database.close()
+        logger.info("gateway %s stopped", self.instance)
+
+    def _install_signal_handlers(self) -> None:
+        def handle(signum: int, frame: FrameType | None) -> None:
+            self.stop()
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, handle)
+            signal.signal(signal.SIGINT, handle)
+
+
+def _seen(outcome: Outcome) -> Seen:
+    """Return the store's view of a caller Outcome."""
+    status = outcome.status
+    if status == "success" and outcome.endpoint_status == "skipped":
+        status = "skipped"
+    return Seen(
+        status=status,
+        http_status=outcome.http_status,
+        duration_ms=outcome.duration_ms,
+        response_excerpt=outcome.response_excerpt,
+        summary=outcome.summary,
+        error=outcome.error,
+        accepted=outcome.accepted,
+    )

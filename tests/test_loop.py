@@ -1,0 +1,189 @@
+"""The gateway loop, one round at a time (run_once), against a real app over real HTTP.
+
+The scheduler and the app share a fake clock, so slots, retries and misfires are decided in
+milliseconds; only the HTTP calls are real.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from gateway import CronJobs
+from gateway import create_app
+from gateway.config import Settings
+from gateway.endpoints.context import RunContext
+from gateway.scheduler.loop import LoopSettings
+from gateway.scheduler.loop import Scheduler
+from gateway.store import leases
+from gateway.store.jobs import next_run_after
+from gateway.store.models import Gateway
+from gateway.store.models import Job
+from gateway.store.models import Run
+from gateway.store.runs import enqueue
+from tests.conftest import CRON_TOKEN
+from tests.fakes import FakeClock
+from tests.servers import serving
+
+calls: list[dict[str, Any]] = []
+
+
+def target_app(settings: Settings, clock: FakeClock) -> Flask:
+    app = create_app(settings, clock=clock)
+    cron = CronJobs(app)
+
+    @cron.job("tick")
+    def tick(ctx: RunContext) -> Any:
+        calls.append({"trigger": ctx.trigger, "attempt": ctx.attempt, "slot": ctx.scheduled_for})
+        return {"n": len(calls)}
+
+    @cron.job("broken")
+    def broken(ctx: RunContext) -> Any:
+        raise RuntimeError("disk full")
+
+    return app
+
+
+@pytest.fixture
+def app_url(settings: Settings, clock: FakeClock) -> Iterator[str]:
+    calls.clear()
+    with serving(target_app(settings, clock)) as url:
+        yield url
+
+
+@pytest.fixture
+def scheduler(settings: Settings, clock: FakeClock, app_url: str) -> Iterator[Scheduler]:
+    s = Scheduler(
+        replace(settings, app_url=app_url),
+        CRON_TOKEN,
+        clock=clock,
+        pacing=LoopSettings(workers=4, per_host=2),
+        rng=random.Random(7),
+    )
+    Gateway.create(
+        instance=s.instance, host="h", pid=1, started_at=clock.now(), seen_at=clock.now()
+    )
+    yield s
+    s.dispatcher.close()
+
+
+def job(clock: FakeClock, name: str, **fields: Any) -> Job:
+    row = Job.create(
+        name=name,
+        url=fields.pop("url", f"/crons/{name}"),
+        schedule=fields.pop("schedule", "*/10 * * * * *"),
+        created_at=clock.now(),
+        updated_at=clock.now(),
+        **fields,
+    )
+    row.next_run_at = next_run_after(row, clock.now())
+    row.save()
+    return row
+
+
+def round_trip(scheduler: Scheduler) -> bool:
+    """One round of the loop, then wait (really) for its calls to be recorded."""
+    found = scheduler.run_once()
+    assert scheduler.dispatcher.drain(10), "calls did not finish"
+    return found
+
+
+def runs_of(row: Job) -> list[Run]:
+    return list(Run.select().where(Run.job == row).order_by(Run.id))
+
+
+def test_a_due_slot_is_called_once_and_recorded(scheduler: Scheduler, clock: FakeClock) -> None:
+    row = job(clock, "tick")
+    assert not round_trip(scheduler)
+    clock.advance(seconds=10)
+    assert round_trip(scheduler)
+    assert not round_trip(scheduler)
+    [run] = runs_of(row)
+    assert (run.status, run.http_status, run.trigger, run.caller) == (
+        "success",
+        200,
+        "schedule",
+        "GATEWAY_CRON_TOKEN",
+    )
+    assert run.gateway == scheduler.instance and run.lateness_ms == 0
+    assert run.summary == {"n": 1} and '"status":"success"' in run.response_excerpt.replace(" ", "")
+    assert calls == [{"trigger": "schedule", "attempt": 1, "slot": run.scheduled_for}]
+
+
+def test_a_manual_trigger_is_sent_in_the_next_round(scheduler: Scheduler, clock: FakeClock) -> None:
+    row = job(clock, "tick", schedule=None)
+    enqueue(row, "manual", clock.now(), payload={"why": "test"})
+    round_trip(scheduler)
+    assert [(r.status, r.trigger) for r in runs_of(row)] == [("success", "manual")]
+
+
+def test_a_failing_job_is_retried_with_backoff_then_gives_up(
+    scheduler: Scheduler, clock: FakeClock
+) -> None:
+    row = job(clock, "broken", schedule=None, max_attempts=3, backoff=10)
+    enqueue(row, "manual", clock.now())
+    round_trip(scheduler)
+    first, retry = runs_of(row)
+    assert (first.status, first.http_status, first.error) == (
+        "error",
+        500,
+        "RuntimeError: disk full",
+    )
+    assert (retry.status, retry.attempt, retry.execution_id) == ("queued", 2, first.execution_id)
+    assert clock.now() + timedelta(seconds=5) <= retry.due_at <= clock.now() + timedelta(seconds=10)
+    clock.set(retry.due_at)
+    round_trip(scheduler)
+    clock.advance(seconds=60)
+    round_trip(scheduler)
+    assert [(r.attempt, r.status) for r in runs_of(row)] == [
+        (1, "error"),
+        (2, "error"),
+        (3, "error"),
+    ]
+
+
+def test_auto_pause_after_consecutive_failures(scheduler: Scheduler, clock: FakeClock) -> None:
+    row = job(clock, "broken", auto_pause_after=2)
+    for _ in range(3):
+        clock.advance(seconds=10)
+        round_trip(scheduler)
+    stored = Job.get_by_id(row.id)
+    assert not stored.enabled and stored.next_run_at is None
+    assert "2 failures" in stored.pause_note
+    assert len(runs_of(row)) == 2
+
+
+def test_an_unreachable_target_is_an_error_with_a_clear_message(
+    scheduler: Scheduler, clock: FakeClock
+) -> None:
+    row = job(clock, "gone", schedule=None, url="http://127.0.0.1:9/crons/gone")
+    enqueue(row, "manual", clock.now())
+    round_trip(scheduler)
+    [run] = runs_of(row)
+    assert run.status == "error" and run.http_status is None and run.error
+    assert CRON_TOKEN not in run.error
+
+
+def test_on_sqlite_a_standby_gateway_waits_while_the_lease_is_held(
+    scheduler: Scheduler, clock: FakeClock, settings: Settings
+) -> None:
+    row = job(clock, "tick")
+    if not settings.database_url.startswith("sqlite"):
+        # PostgreSQL gateways share the work (SKIP LOCKED): no lease keeps one waiting.
+        leases.acquire("gateway:active", "someone-else", timedelta(seconds=10), clock.now())
+        clock.advance(seconds=10)
+        assert round_trip(scheduler) and [r.status for r in runs_of(row)] == ["success"]
+        return
+    leases.acquire("gateway:active", "someone-else", timedelta(seconds=10), clock.now())
+    clock.advance(seconds=10)
+    assert not round_trip(scheduler)
+    assert runs_of(row) == [] and not scheduler.active
+    clock.advance(seconds=11)  # the other gateway stopped renewing: take over
+    assert round_trip(scheduler)
+    assert scheduler.active and [r.status for r in runs_of(row)] == ["missed", "success"]
