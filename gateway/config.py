@@ -42,6 +42,11 @@ class Settings:
     # without proof. A worker killed with -9 leaves a lease that expires after `lease_seconds`.
     heartbeat_seconds: float = 5.0
     lease_seconds: float = 30.0
+    # The gateway: how long its lease and heartbeat last (a standby takes over after this),
+    # how many calls it makes at once, and at most how many to one host.
+    gateway_lease_seconds: float = 10.0
+    gateway_workers: int = 32
+    gateway_per_host: int = 16
 
     def __post_init__(self) -> None:
         _check_url(self.app_url, "GATEWAY_APP_URL")
@@ -49,6 +54,11 @@ class Settings:
             raise ConfigError(
                 "GATEWAY_DATABASE_URL must start with sqlite:// or postgresql://",
                 field="GATEWAY_DATABASE_URL",
+            )
+        if self.gateway_lease_seconds < 1 or self.gateway_workers < 1 or self.gateway_per_host < 1:
+            raise ConfigError(
+                "gateway_lease_seconds, gateway_workers and gateway_per_host must be at least 1",
+                field="gateway_lease_seconds",
             )
         if not 0 < self.heartbeat_seconds < self.lease_seconds:
             raise ConfigError(

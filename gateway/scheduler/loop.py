@@ -73,7 +73,11 @@ class Scheduler:
         self.token = token
         self.caller = caller or Caller()
         self.clock = clock
-        self.pacing = pacing or LoopSettings()
+        self.pacing = pacing or LoopSettings(
+            lease_seconds=settings.gateway_lease_seconds,
+            workers=settings.gateway_workers,
+            per_host=settings.gateway_per_host,
+        )
         self.rng = rng or random.Random()
         self.instance = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.lease = timedelta(seconds=self.pacing.lease_seconds)
