@@ -20,13 +20,13 @@ import requests
 import responses
 import urllib3
 
-from gateway.scheduler.caller import REDACTED
 from gateway.scheduler.caller import Caller
 from gateway.scheduler.caller import CallRequest
 from gateway.scheduler.caller import Outcome
 from gateway.scheduler.caller import cron_headers
 from gateway.scheduler.policy import RetryPolicy
 from gateway.scheduler.retry import decide_retry
+from gateway.tokens import REDACTED
 
 TOKEN = "s3cret-T0KEN-0123456789abcdef"
 URL = "http://127.0.0.1:8000/crons/cleanup"

@@ -7,7 +7,6 @@ redacted from every text field of the Outcome, whatever requests or the endpoint
 
 from __future__ import annotations
 
-import dataclasses
 import json as jsonlib
 import threading
 from collections.abc import Callable
@@ -17,9 +16,6 @@ from datetime import UTC
 from datetime import datetime
 from typing import Literal
 from typing import TypeAlias
-from urllib.parse import parse_qsl
-from urllib.parse import quote
-from urllib.parse import quote_plus
 from urllib.parse import urlsplit
 
 import requests
@@ -28,12 +24,13 @@ import urllib3
 from gateway.clock import SYSTEM_CLOCK
 from gateway.clock import Clock
 from gateway.scheduler.policy import AttemptKind
+from gateway.scheduler.redaction import redacted
+from gateway.scheduler.redaction import secrets_of
 
 JsonValue: TypeAlias = "None | bool | int | float | str | list[JsonValue] | dict[str, JsonValue]"
 OutcomeStatus = Literal["success", "error", "timeout", "skipped"]
 Trigger = Literal["schedule", "manual", "external", "retry", "backfill"]
 
-REDACTED = "[redacted]"
 _ERROR_CHARS = 1000
 _ACCEPTED = frozenset({"accepted", "running", "queued"})
 
@@ -127,14 +124,14 @@ class Caller:
     def call(self, request: CallRequest) -> Outcome:
         """Make one call and return its Outcome; never raises for network or HTTP trouble."""
         started = self.clock.monotonic()
-        secrets = _secrets(request)
+        secrets = secrets_of(request)
         try:
             outcome = self._call(request, started)
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             outcome = _failure(exc, request, self._elapsed_ms(started))
         except ValueError as exc:  # a bad URL or header that requests did not wrap
             outcome = _invalid(exc, self._elapsed_ms(started))
-        return _redacted(outcome, secrets)
+        return redacted(outcome, secrets)
 
     def close(self) -> None:
         """Close every thread's session (at shutdown)."""
@@ -356,64 +353,6 @@ def _target(url: str) -> str:
         return "(unparsable URL)"
     host = parts.hostname or "(no host)"
     return f"{host}:{port}" if port else host
-
-
-def _secrets(request: CallRequest) -> list[str]:
-    """Return every secret string the request carries, in the forms messages may show it."""
-    found = list(request.secrets)
-    for name, value in request.headers.items():
-        if name.lower() in ("x-cron-token", "authorization", "cookie", "proxy-authorization"):
-            found += [value, value.partition(" ")[2]]
-    try:
-        parts = urlsplit(request.url)
-        found += [v for k, v in parse_qsl(parts.query) if k.lower() in ("crontoken", "token")]
-        found.append(parts.password or "")
-    except ValueError:
-        pass
-    forms = {f for s in found if s for f in (s, quote(s, safe=""), quote_plus(s))}
-    return sorted(forms, key=len, reverse=True)  # longest first: "Bearer x" before "x"
-
-
-def _redacted(outcome: Outcome, secrets: list[str]) -> Outcome:
-    """Return `outcome` with every secret replaced in all of its text."""
-    if not secrets:
-        return outcome
-
-    def scrub(value: JsonValue) -> JsonValue:
-        if isinstance(value, str):
-            for secret in secrets:
-                value = value.replace(secret, REDACTED)
-            return value
-        if isinstance(value, list):
-            return [scrub(v) for v in value]
-        if isinstance(value, dict):
-            return {str(scrub(k)): scrub(v) for k, v in value.items()}
-        return value
-
-    def text(value: str | None) -> str | None:
-        return None if value is None else str(scrub(value))
-
-    excerpt = text(outcome.response_excerpt)
-    if excerpt is not None and outcome.truncated:
-        excerpt = _cut_secret_prefix(excerpt, secrets)
-
-    return dataclasses.replace(
-        outcome,
-        response_excerpt=excerpt,
-        summary=scrub(outcome.summary),
-        error=text(outcome.error),
-        retry_after=text(outcome.retry_after),
-        endpoint_status=text(outcome.endpoint_status),
-    )
-
-
-def _cut_secret_prefix(excerpt: str, secrets: list[str]) -> str:
-    """Return `excerpt` without a trailing start of a secret that the cut left behind."""
-    for secret in secrets:
-        for length in range(min(len(secret) - 1, len(excerpt)), 3, -1):  # 3 chars leak nothing
-            if excerpt.endswith(secret[:length]):
-                return excerpt[:-length] + REDACTED
-    return excerpt
 
 
 def _clip(text: str) -> str:
