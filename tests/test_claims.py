@@ -197,3 +197,44 @@ def test_next_due_at_sees_queued_runs_and_ignores_paused_jobs(db: str, clock: Fa
     assert claims.next_due_at(clock.now()) is None
     enqueue(job, "manual", clock.now(), due_at=clock.now() + timedelta(seconds=3))
     assert claims.next_due_at(clock.now()) == clock.now() + timedelta(seconds=3)
+
+
+def _walk(clock: FakeClock, until: datetime, step: timedelta) -> None:
+    """Advance the clock to `until`, claiming and dispatching at every step, like the loop."""
+    while clock.now() < until:
+        clock.advance(seconds=step.total_seconds())
+        claims.claim_due_slots(clock.now())
+        for sent in claims.take_due_runs(clock.now(), "gw", APP):
+            Run.update(status="success").where(Run.id == sent.run_id).execute()
+
+
+def test_on_the_day_clocks_go_back_a_fixed_time_job_runs_once(db: str, clock: FakeClock) -> None:
+    clock.set(datetime(2026, 10, 24, 22, 0, tzinfo=UTC))  # 00:00 in Berlin, summer time
+    job = make_job(clock, name="nightly", schedule="30 2 * * *", tz="Europe/Berlin")
+    hourly = make_job(clock, name="hourly", schedule="0 * * * *", tz="Europe/Berlin")
+    _walk(clock, datetime(2026, 10, 25, 4, 0, tzinfo=UTC), timedelta(minutes=5))
+    assert [r.scheduled_for for r in Run.select().where(Run.job == job)] == [
+        datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # 02:30+02:00, the first pass only
+    ]
+    # A real-time job sees the repeated hour twice: local 01:00, 02:00 (+02), 02:00 (+01),
+    # 03:00, 04:00, 05:00 are UTC 23, 0, 1, 2, 3, 4: every real hour once, none skipped.
+    assert [r.scheduled_for.hour for r in Run.select().where(Run.job == hourly)] == [
+        23,
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]
+    assert all(r.status == "success" for r in Run.select())
+
+
+def test_on_the_day_clocks_go_forward_a_skipped_time_runs_at_the_jump(
+    db: str, clock: FakeClock
+) -> None:
+    clock.set(datetime(2026, 3, 28, 23, 0, tzinfo=UTC))  # 00:00 in Berlin, winter time
+    job = make_job(clock, name="nightly", schedule="30 2 * * *", tz="Europe/Berlin")
+    _walk(clock, datetime(2026, 3, 29, 3, 0, tzinfo=UTC), timedelta(minutes=5))
+    [run] = Run.select().where(Run.job == job)
+    assert run.scheduled_for == datetime(2026, 3, 29, 1, 0, tzinfo=UTC)  # 03:00+02:00
+    assert run.status == "success"
