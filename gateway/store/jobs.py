@@ -1,4 +1,4 @@
-"""Jobs: look up by name, make sure a code-declared job has a row to hang its runs on."""
+"""Jobs: look up, create, edit, pause, resume, delete, trigger; the first slot of each job."""
 
 from __future__ import annotations
 
@@ -9,9 +9,18 @@ from typing import Any
 
 from peewee import IntegrityError
 
+from gateway.config import Settings
+from gateway.errors import ConflictError
+from gateway.errors import NotFoundError
+from gateway.errors import ValidationError
+from gateway.jobspec import check_payload
+from gateway.jobspec import validate_job
 from gateway.schedule import Schedule
 from gateway.store.db import database
+from gateway.store.db import write_transaction
 from gateway.store.models import Job
+from gateway.store.models import Run
+from gateway.store.runs import enqueue
 
 
 def get_job(name: str) -> Job | None:
@@ -47,3 +56,163 @@ def next_run_after(job: Job, now: datetime) -> datetime | None:
         return None
     times = Schedule(job.schedule, job.tz, name=job.name).next_times(now, 1)
     return times[0].astimezone(UTC) if times else None
+
+
+# --- service functions: validate first, then write, so bad input changes nothing ----------
+
+
+def next_run_at_for(job: Job, now: datetime) -> datetime | None:
+    """Return `next_run_after`, or None for an orphaned job (sync found it gone from code)."""
+    return None if job.orphaned_at is not None else next_run_after(job, now)
+
+
+def live_job(name: str) -> Job:
+    """Return the job named `name`, or raise NotFoundError if it is unknown or deleted."""
+    job = get_job(name)
+    if job is None:
+        raise NotFoundError(f"no job named {name!r}", field="name")
+    if job.deleted_at is not None:
+        raise NotFoundError(f"job {name!r} is deleted", field="name")
+    return job
+
+
+def create_job(
+    data: Mapping[str, Any], now: datetime, *, settings: Settings, source: str = "api"
+) -> Job:
+    """Create a job from `data` (validated) and return it; its first slot is computed.
+
+    A deleted job's name may be taken again: the deleted row comes back with the new
+    definition (its run history stays under the name). A live job's name raises ConflictError.
+    """
+    clean = validate_job(data, settings=settings)
+    name = clean.pop("name")
+    try:
+        with write_transaction():
+            job = get_job(name)
+            if job is not None and job.deleted_at is None:
+                raise ConflictError(f"a job named {name!r} already exists", field="name")
+            job = job or Job(name=name, created_at=now)
+            if job.id is not None:  # a deleted job comes back as new: defaults, then `data`
+                for field, value in _defaults().items():
+                    setattr(job, field, value)
+            for field, value in clean.items():
+                setattr(job, field, value)
+            job.source, job.updated_at = source, now
+            job.next_run_at = next_run_at_for(job, now)
+            job.save()
+    except IntegrityError:  # PostgreSQL: another writer inserted the name since our read
+        raise ConflictError(f"a job named {name!r} already exists", field="name") from None
+    return job
+
+
+def _defaults() -> dict[str, Any]:
+    """Return what a brand-new row would hold in every field a definition or a run changes."""
+    fresh = Job()
+    kept = {"id", "name", "created_at", "last_run_at", "last_status"}
+    return {f: getattr(fresh, f) for f in Job._meta.sorted_field_names if f not in kept}
+
+
+def update_job(name: str, changes: Mapping[str, Any], now: datetime, *, settings: Settings) -> Job:
+    """Apply `changes` (validated as a partial definition) and return the job.
+
+    The name cannot change: it is what runs, keys and code refer to.
+    """
+    if "name" in changes and changes["name"] != name:
+        raise ValidationError(f"name: a job cannot be renamed (from {name!r})", field="name")
+    clean = validate_job({**changes, "name": name}, partial=True, settings=settings)
+    del clean["name"]
+    with write_transaction():
+        job = live_job(name)
+        schedule, tz = clean.get("schedule", job.schedule), clean.get("tz", job.tz)
+        if schedule is not None and ("schedule" in clean or "tz" in clean):
+            Schedule(schedule, tz, name=name)  # the edited pair must work together
+        for field, value in clean.items():
+            setattr(job, field, value)
+        job.updated_at = now
+        if clean.keys() & {"schedule", "tz", "enabled", "max_runs"}:
+            job.next_run_at = next_run_at_for(job, now)
+        job.save()
+    return job
+
+
+def pause_job(name: str, now: datetime, note: str | None = None) -> Job:
+    """Stop scheduling the job (runs already queued still go); `note` says why."""
+    if note is not None and len(note) > 1000:
+        raise ValidationError("note: longer than 1000 characters", field="note")
+    with write_transaction():
+        job = live_job(name)
+        job.enabled, job.pause_note, job.next_run_at, job.updated_at = False, note, None, now
+        job.save()
+    return job
+
+
+def resume_job(name: str, now: datetime) -> Job:
+    """Schedule the job again from `now` on: slots that fell in the pause are not run."""
+    with write_transaction():
+        job = live_job(name)
+        job.enabled, job.pause_note, job.updated_at = True, None, now
+        job.consecutive_failures = 0  # an auto-paused job starts counting afresh
+        job.next_run_at = next_run_at_for(job, now)
+        job.save()
+    return job
+
+
+def delete_job(name: str, now: datetime) -> Job:
+    """Soft-delete the job: it stops, its runs stay, its name can be taken again."""
+    with write_transaction():
+        job = live_job(name)
+        job.deleted_at, job.enabled, job.next_run_at, job.updated_at = now, False, None, now
+        job.save()
+    return job
+
+
+def list_jobs(include_deleted: bool = False, tag: str | None = None) -> list[Job]:
+    """Return jobs by name, live ones only unless `include_deleted`, optionally with `tag`."""
+    query = Job.select().order_by(Job.name)
+    if not include_deleted:
+        query = query.where(Job.deleted_at.is_null())
+    if tag is not None:
+        # Tags are JSON text: narrow with LIKE, then check exactly (LIKE's `_` is a wildcard).
+        query = query.where(Job.tags.contains(f'"{tag}"'))
+    jobs = list(query)
+    return [j for j in jobs if tag in (j.tags or [])] if tag is not None else jobs
+
+
+def trigger_job(name: str, now: datetime, payload: Any = None) -> Run:
+    """Queue a manual run of the job for the gateway to send at once; paused jobs too.
+
+    `payload` None sends the job's own payload.
+    """
+    if payload is not None:
+        payload = check_payload(payload)
+    with write_transaction():
+        job = live_job(name)
+        return enqueue(job, "manual", now, payload=payload)
+
+
+def job_as_dict(job: Job) -> dict[str, Any]:
+    """Return the public form of a job (ISO-8601 times; headers never hold secrets)."""
+
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    fields = (
+        "name title description url method headers payload schedule tz mode enabled tags "
+        "timeout max_attempts backoff overlap misfire catchup_window max_runs run_count "
+        "retry_abandoned auto_pause_after pause_note last_status consecutive_failures source"
+    ).split()
+    times = "next_run_at last_run_at created_at updated_at deleted_at orphaned_at".split()
+    return {
+        **{f: getattr(job, f) for f in fields},
+        "state": job_state(job),
+        **{t: iso(getattr(job, t)) for t in times},
+    }
+
+
+def job_state(job: Job) -> str:
+    """Return deleted, orphaned, paused or enabled: what an operator sees first."""
+    if job.deleted_at is not None:
+        return "deleted"
+    if job.orphaned_at is not None:
+        return "orphaned"
+    return "enabled" if job.enabled else "paused"
