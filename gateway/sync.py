@@ -1,0 +1,286 @@
+"""sync_jobs: upsert the jobs each app's `GET /crons` and the jobs file declare (DESIGN §6)."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable
+from collections.abc import Mapping
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from gateway.config import Settings
+from gateway.errors import GatewayError
+from gateway.errors import ValidationError
+from gateway.jobspec import FIELDS
+from gateway.jobspec import validate_job
+from gateway.store.db import write_transaction
+from gateway.store.jobs import next_run_at_for
+from gateway.store.models import Job
+
+MANIFEST_PATH = "/crons"
+MANIFEST_TIMEOUT_S = 10.0
+MAX_MANIFEST_BYTES = 5 * 1024 * 1024
+SYNCED_SOURCES = ("code", "config")
+_SCHEDULING = {"schedule", "tz", "enabled", "max_runs"}
+
+
+@dataclass
+class SyncReport:
+    """What one sync did: job names per outcome, and errors as one line each."""
+
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    orphaned: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """A job as code or config declares it: every declarable field, defaults filled in."""
+
+    name: str
+    source: str  # code | config
+    values: dict[str, Any]
+    origin: str  # the app's base URL or the jobs file, for messages
+
+
+class ManifestError(GatewayError):
+    """An app's `GET /crons` could not be read: its jobs are left as they are."""
+
+    code = "manifest"
+
+
+def sync_jobs(
+    settings: Settings,
+    now: datetime,
+    *,
+    session: requests.Session | None = None,
+    apps: Iterable[str] | None = None,
+) -> SyncReport:
+    """Read the manifests of `apps` (default: GATEWAY_APP_URL) and the jobs file; upsert.
+
+    A bad jobs file raises (ValidationError or InvalidSchedule) before anything is written. An
+    app whose manifest cannot be read is reported in `errors`, and none of its jobs is
+    orphaned; a bad job in a manifest is reported and that job is left alone.
+    """
+    configured = read_jobs_file(Path(settings.jobs_file), settings)
+    report = SyncReport()
+    declared: dict[str, Declaration] = {}
+    failed: list[str] = []
+    keep: set[str] = set()  # declared badly: left as they are, not orphaned
+    own = session or requests.Session()
+    try:
+        for app in apps if apps is not None else (settings.app_url,):
+            try:
+                entries = fetch_manifest(app, settings, own)
+            except ManifestError as e:
+                report.errors.append(e.message)
+                failed.append(app)
+                continue
+            declared.update(_manifest_declarations(app, entries, settings, declared, report, keep))
+    finally:
+        if session is None:
+            own.close()
+    declared.update(configured)  # the operator's file overrides what code declares
+    with write_transaction():
+        _apply(declared, now, report)
+        _orphan(declared, keep, failed, settings, now, report)
+    return report
+
+
+def read_jobs_file(path: Path, settings: Settings) -> dict[str, Declaration]:
+    """Return the jobs the TOML file declares (none if it does not exist), all validated."""
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ValidationError(f"{path}: not valid TOML: {e}", field="jobs_file") from None
+    unknown = [key for key in data if key != "job"]
+    if unknown:
+        raise ValidationError(f"{path}: unknown table {unknown[0]!r}; use [[job]]", field="job")
+    entries = data.get("job", [])
+    if not isinstance(entries, list):
+        raise ValidationError(f"{path}: 'job' must be an array of tables ([[job]])", field="job")
+    found: dict[str, Declaration] = {}
+    for number, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict):
+            raise ValidationError(f"{path}: job #{number}: must be a table", field="job")
+        label = f"job {entry.get('name')!r}" if "name" in entry else f"job #{number}"
+        if "schedule" not in entry:
+            raise ValidationError(f"{path}: {label}: schedule: is required", field="schedule")
+        try:
+            values = validate_job(entry, settings=settings)
+        except GatewayError as e:
+            raise type(e)(f"{path}: {label}: {e.message}", field=e.field) from None
+        name = values.pop("name")
+        if name in found:
+            raise ValidationError(f"{path}: {label}: declared twice", field="name")
+        found[name] = Declaration(name, "config", _with_defaults(values), str(path))
+    return found
+
+
+def fetch_manifest(app: str, settings: Settings, session: requests.Session) -> list[Any]:
+    """Return the job entries of `app`'s `GET /crons`, or raise ManifestError."""
+    url = app.rstrip("/") + MANIFEST_PATH
+    headers = {"Accept": "application/json"}
+    if settings.cron_token:
+        headers["X-Cron-Token"] = settings.cron_token
+    try:
+        response = session.get(
+            url, headers=headers, timeout=MANIFEST_TIMEOUT_S, allow_redirects=False
+        )
+    except requests.RequestException as e:
+        raise ManifestError(f"{url}: cannot fetch the manifest ({type(e).__name__})") from None
+    if response.status_code != 200:
+        hint = " (is GATEWAY_CRON_TOKEN set to a key the app accepts?)"
+        raise ManifestError(
+            f"{url}: HTTP {response.status_code}" + (hint if response.status_code == 401 else "")
+        )
+    if len(response.content) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{url}: manifest larger than {MAX_MANIFEST_BYTES} bytes")
+    try:
+        body = response.json()
+    except ValueError:
+        raise ManifestError(f"{url}: the manifest is not JSON") from None
+    jobs = body.get("jobs") if isinstance(body, dict) else None
+    if not isinstance(jobs, list):
+        raise ManifestError(f"{url}: the manifest has no 'jobs' list")
+    return jobs
+
+
+def _manifest_declarations(
+    app: str,
+    entries: list[Any],
+    settings: Settings,
+    seen: Mapping[str, Declaration],
+    report: SyncReport,
+    keep: set[str],
+) -> dict[str, Declaration]:
+    found: dict[str, Declaration] = {}
+    for entry in entries:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        try:
+            if not isinstance(entry, dict):
+                raise ValidationError("a manifest entry must be an object", field=None)
+            data = dict(entry)
+            if isinstance(data.get("url"), str) and data["url"].startswith("/"):
+                data["url"] = app.rstrip("/") + data["url"]
+            values = validate_job(data, settings=settings)
+            if values["name"] in seen or values["name"] in found:
+                raise ValidationError("declared by two apps", field="name")
+        except GatewayError as e:
+            report.errors.append(f"{app}{MANIFEST_PATH}: job {name!r}: {e.message}")
+            if isinstance(name, str):
+                keep.add(name)
+            continue
+        del values["name"]
+        found[str(name)] = Declaration(str(name), "code", _with_defaults(values), app)
+    return found
+
+
+def _defaults() -> dict[str, Any]:
+    """Return the value a new row gets in each declarable field."""
+    fresh = Job()
+    return {f: getattr(fresh, f) for f in FIELDS if f != "name"}
+
+
+def _with_defaults(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Return every declarable field: the declared value, or the one a new row would get."""
+    return {**_defaults(), **values}
+
+
+def _apply(declared: Mapping[str, Declaration], now: datetime, report: SyncReport) -> None:
+    names = list(declared)
+    existing = {j.name: j for j in Job.select().where(Job.name.in_(names))} if names else {}
+    for name in sorted(declared):
+        decl, job = declared[name], existing.get(name)
+        if job is None:
+            job = Job(name=name, created_at=now, updated_at=now, source=decl.source)
+            _assign(job, decl.values)
+            job.declared, job.next_run_at = decl.values, next_run_at_for(job, now)
+            job.save()
+            report.created.append(name)
+        elif job.source not in SYNCED_SOURCES:
+            report.errors.append(
+                f"job {name!r}: declared in {decl.origin}, but a job of that name was made "
+                f"by {job.source}; left alone (rename one of them)"
+            )
+        elif job.deleted_at is not None:
+            report.unchanged.append(name)  # an operator deleted it: that wins over code
+        elif _update(job, decl, now):
+            report.updated.append(name)
+        else:
+            report.unchanged.append(name)
+
+
+def _assign(job: Job, values: Mapping[str, Any]) -> None:
+    for name, value in values.items():
+        setattr(job, name, value)
+
+
+def _update(job: Job, decl: Declaration, now: datetime) -> bool:
+    """Apply what the declaration changed to fields nobody else changed; True if any."""
+    # Never synced (the endpoint made the row on a first call): its fields are all declared.
+    previous = job.declared if job.declared is not None else {f: getattr(job, f) for f in FIELDS}
+    defaults = _defaults()
+    changed = {
+        f
+        for f, value in decl.values.items()
+        if getattr(job, f) != value and getattr(job, f) == previous.get(f, defaults[f])
+    }
+    _assign(job, {f: decl.values[f] for f in changed})
+    came_back, moved = job.orphaned_at is not None, job.source != decl.source
+    job.orphaned_at, job.source = None, decl.source
+    next_run_at = job.next_run_at
+    if changed & _SCHEDULING or came_back or (next_run_at is None and job.enabled):
+        next_run_at = next_run_at_for(job, now)
+    touched = bool(changed or came_back or moved)
+    if touched or next_run_at != job.next_run_at or job.declared != decl.values:
+        job.next_run_at, job.declared = next_run_at, decl.values
+        job.updated_at = now if touched else job.updated_at
+        job.save()
+    return touched
+
+
+def _orphan(
+    declared: Mapping[str, Declaration],
+    keep: set[str],
+    failed: list[str],
+    settings: Settings,
+    now: datetime,
+    report: SyncReport,
+) -> None:
+    """Mark synced jobs nobody declares now orphaned, except those of apps we could not read."""
+    query = Job.select().where(
+        Job.source.in_(SYNCED_SOURCES) & Job.deleted_at.is_null() & Job.orphaned_at.is_null()
+    )
+    for job in query:
+        if job.name in declared or job.name in keep or _served_by(job.url, failed, settings):
+            continue
+        job.orphaned_at, job.next_run_at, job.updated_at = now, None, now
+        job.save()
+        report.orphaned.append(job.name)
+    report.orphaned.sort()
+
+
+def _served_by(url: str, apps: list[str], settings: Settings) -> bool:
+    """Return True if `url` points into one of `apps` (a path points into GATEWAY_APP_URL)."""
+    for app in apps:
+        base = app.rstrip("/")
+        if url.startswith(base + "/") or (
+            url.startswith("/") and base == settings.app_url.rstrip("/")
+        ):
+            return True
+    return False
