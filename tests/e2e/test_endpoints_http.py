@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 from urllib.parse import urlsplit
@@ -32,6 +33,7 @@ from gateway.store.models import Run
 from tests.e2e.procs import Server
 from tests.e2e.procs import alive
 from tests.e2e.procs import parent_of
+from tests.e2e.procs import start_gunicorn
 from tests.e2e.procs import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -391,3 +393,31 @@ def _all_rows(db_url: str) -> list[tuple[str, tuple[Any, ...]]]:
     conn.close()
     assert "run" in tables
     return rows
+
+
+def test_a_custom_access_log_format_with_the_token_headers_stays_redacted(
+    tmp_path: Path,
+) -> None:
+    """gateway/logs.py lists the X-Cron-Token and Authorization atoms as redacted: check it."""
+    log_format = '%(h)s "%(r)s" %(s)s tok=%({x-cron-token}i)s auth=%({authorization}i)s'
+    token = "e2e-" + "0123456789abcdef" * 2
+    server = start_gunicorn(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'gateway.db'}",
+        token,
+        GUNICORN_CMD_ARGS=f"--access-logformat '{log_format}'",
+    )
+    try:
+        assert server.call("/crons/fast").status_code == 200
+        r = server.call("/crons/fast", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200
+    finally:
+        server.proc.stop(signal.SIGTERM)
+        print(server.proc.report())
+    lines = [line for line in server.proc.output().splitlines() if "/crons/fast" in line]
+    assert len(lines) == 2 and "auth=Bearer [redacted]" in lines[1], lines
+    assert not [line for line in lines if token in line], (
+        "gateway/logs.py RedactingLogger.atoms: the '{x-cron-token}i' atom goes through"
+        " tokens.redact(value) with no secrets, which only rewrites 'cronToken=' and 'Bearer'"
+        f" patterns, so a bare X-Cron-Token header value is logged verbatim: {lines}"
+    )
