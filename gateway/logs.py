@@ -9,7 +9,9 @@ from gunicorn.glogging import Logger as GunicornLogger
 
 from gateway import tokens
 
-_REDACTED_ATOMS = ("r", "q", "U", "f", "{x-cron-token}i", "{authorization}i", "{referer}i")
+_REDACTED_ATOMS = ("r", "q", "U", "f", "{referer}i")
+# Headers whose whole value is a secret: never logged, whatever the access log format says.
+_SECRET_ATOMS = ("{x-cron-token}i", "{authorization}i", "{cookie}i", "{x-cron-signature}i")
 
 
 class RedactingFilter(logging.Filter):
@@ -31,6 +33,9 @@ class RedactingLogger(GunicornLogger):  # type: ignore[misc]
         for name in _REDACTED_ATOMS:
             if isinstance(atoms.get(name), str):
                 atoms[name] = tokens.redact(atoms[name])
+        for name in _SECRET_ATOMS:
+            if atoms.get(name) not in (None, "-"):
+                atoms[name] = tokens.REDACTED
         return atoms
 
     def setup(self, cfg: Any) -> None:

@@ -178,7 +178,7 @@ def test_runs_of_dead_gateways_and_silent_workers_are_abandoned(db: str, clock: 
     Run.update(gateway="alive").where(Run.id == by_alive.id).execute()
     clock.advance(seconds=11)
     Gateway.update(seen_at=clock.now()).where(Gateway.instance == "alive").execute()
-    assert claims.reap(clock.now(), LEASE) == 1
+    assert claims.reap(clock.now(), LEASE, LEASE) == 1
     assert Run.get_by_id(by_dead.id).status == "abandoned"
     assert Run.get_by_id(by_alive.id).status == "dispatched"
     retry = Run.get((Run.execution_id == by_dead.execution_id) & (Run.attempt == 2))
@@ -186,7 +186,7 @@ def test_runs_of_dead_gateways_and_silent_workers_are_abandoned(db: str, clock: 
     Run.update(status="running", heartbeat_at=clock.now()).where(Run.id == by_alive.id).execute()
     clock.advance(seconds=11)
     Gateway.update(seen_at=clock.now()).execute()
-    assert claims.reap(clock.now(), LEASE) == 1
+    assert claims.reap(clock.now(), LEASE, LEASE) == 1
     assert Run.get_by_id(by_alive.id).status == "abandoned"
 
 

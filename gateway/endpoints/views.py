@@ -140,6 +140,10 @@ def _scheduled_for() -> datetime | None:
 def _payload() -> Any:
     """Return the JSON body, None when there is none; a body that is not JSON is a 400."""
     data = request.get_data(cache=True)
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(data) >= limit:
+        # A chunked body is cut at the limit without a word; reading on raises the 413.
+        request.stream.read(1)
     if not data.strip():
         return None
     try:

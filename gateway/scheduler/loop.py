@@ -196,7 +196,8 @@ class Scheduler:
             )
         gateways.beat(self.instance, now, "active" if self.active else "standby")
         if self.active:
-            reaped = claims.reap(now, self.lease)
+            run_lease = timedelta(seconds=self.settings.lease_seconds)
+            reaped = claims.reap(now, self.lease, run_lease)
             if reaped:
                 logger.warning("marked %d run(s) abandoned: their gateway or worker died", reaped)
 

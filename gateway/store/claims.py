@@ -252,11 +252,12 @@ def next_due_at(now: datetime) -> datetime | None:
     return min(found) if found else None
 
 
-def reap(now: datetime, lease: timedelta) -> int:
+def reap(now: datetime, lease: timedelta, run_lease: timedelta) -> int:
     """Mark runs whose sender or runner died *abandoned* (or queue a retry if the job opts in).
 
     A *dispatched* run belongs to a gateway: it is dead when that gateway's heartbeat is older
-    than `lease`. A *running* run belongs to an app worker: dead when its own heartbeat is.
+    than `lease`. A *running* run belongs to an app worker: dead when its own heartbeat is
+    older than `run_lease` (the endpoints' lease_seconds, the same limit they judge by).
     """
     dead = Gateway.select(Gateway.instance).where(Gateway.seen_at < now - lease)
     stale = (
@@ -265,7 +266,7 @@ def reap(now: datetime, lease: timedelta) -> int:
         .where(
             ((Run.status == "dispatched") & (Run.gateway.in_(dead) | Run.gateway.is_null()))
             & (Run.dispatched_at < now - lease)
-            | ((Run.status == "running") & (Run.heartbeat_at < now - lease))
+            | ((Run.status == "running") & (Run.heartbeat_at < now - run_lease))
         )
         .limit(500)
     )
