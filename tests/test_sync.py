@@ -1,0 +1,390 @@
+"""sync_jobs against a real app on 127.0.0.1 and a real TOML file, on both backends."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway import CronJobs
+from gateway import create_app
+from gateway.config import Settings
+from gateway.endpoints.context import RunContext
+from gateway.errors import InvalidSchedule
+from gateway.errors import ValidationError
+from gateway.store import jobs
+from gateway.store.models import Job
+from gateway.sync import SyncReport
+from gateway.sync import sync_jobs
+from tests.fakes import FakeClock
+from tests.servers import serving
+
+
+def make_app_jobs() -> CronJobs:
+    cron = CronJobs()
+
+    @cron.job(
+        "cleanup",
+        schedule="0 2 * * *",
+        tz="Europe/Berlin",
+        timeout=120,
+        tags=["maintenance"],
+        max_attempts=3,
+        overlap="allow",
+    )
+    def cleanup(ctx: RunContext) -> Any:
+        return {"deleted": 1}
+
+    @cron.job("report", schedule="*/15 * * * *", title="Report")
+    def report(ctx: RunContext) -> Any:
+        return {}
+
+    @cron.job("adhoc")
+    def adhoc(ctx: RunContext) -> Any:
+        return {}
+
+    return cron
+
+
+@pytest.fixture
+def cron() -> CronJobs:
+    return make_app_jobs()
+
+
+@pytest.fixture
+def live(
+    settings: Settings, clock: FakeClock, cron: CronJobs, tmp_path: Path
+) -> Iterator[Settings]:
+    """The sync's settings: GATEWAY_APP_URL is a real app serving `cron` on 127.0.0.1."""
+    app = create_app(settings, clock=clock)
+    cron.init_app(app)
+    with serving(app) as url:
+        yield replace(settings, app_url=url, jobs_file=str(tmp_path / "jobs.toml"))
+
+
+def redeclare(cron: CronJobs, name: str, **changes: Any) -> None:
+    """Change what the app's code declares for `name` (as a deploy would)."""
+    cron.jobs[name] = replace(cron.jobs[name], **changes)
+
+
+def sync(settings: Settings, clock: FakeClock, **advance: float) -> SyncReport:
+    """Sync at the clock's time, first moving it forward by `advance` (timedelta arguments)."""
+    return sync_jobs(settings, clock.advance(**advance) if advance else clock.now())
+
+
+def stored(name: str) -> dict[str, Any]:
+    return jobs.job_as_dict(Job.get(Job.name == name))
+
+
+def snapshot() -> list[dict[str, Any]]:
+    return [
+        {**jobs.job_as_dict(j), "declared": j.declared} for j in Job.select().order_by(Job.name)
+    ]
+
+
+def utc(text: str) -> str:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).isoformat()
+
+
+def test_new_code_jobs_take_the_declared_values(live: Settings, clock: FakeClock) -> None:
+    report = sync(live, clock)
+    assert report.as_dict() == {
+        "created": ["adhoc", "cleanup", "report"],
+        "updated": [],
+        "unchanged": [],
+        "orphaned": [],
+        "errors": [],
+    }
+    job = stored("cleanup")
+    assert job["url"] == f"{live.app_url}/crons/cleanup"
+    assert (job["source"], job["schedule"], job["tz"], job["timeout"]) == (
+        "code",
+        "0 2 * * *",
+        "Europe/Berlin",
+        120,
+    )
+    assert (job["max_attempts"], job["overlap"], job["tags"]) == (3, "allow", ["maintenance"])
+    assert job["next_run_at"] == utc("2026-11-24 01:00")  # 02:00 in Berlin
+    assert stored("report")["next_run_at"] == utc("2026-11-23 09:15")
+    assert stored("adhoc")["next_run_at"] is None
+    assert Job.get(Job.name == "cleanup").declared["timeout"] == 120
+
+
+def test_a_second_sync_changes_nothing(live: Settings, clock: FakeClock) -> None:
+    sync(live, clock)
+    before = snapshot()
+    clock.advance(hours=1)
+    report = sync(live, clock)
+    assert report.unchanged == ["adhoc", "cleanup", "report"] and not report.updated
+    assert snapshot() == before
+
+
+def test_a_declared_change_applies_when_nobody_touched_the_field(
+    live: Settings, clock: FakeClock, cron: CronJobs
+) -> None:
+    sync(live, clock)
+    redeclare(cron, "report", schedule="0 * * * *", timeout=30)
+    report = sync(live, clock)
+    assert report.updated == ["report"]
+    job = stored("report")
+    assert (job["schedule"], job["timeout"], job["next_run_at"]) == (
+        "0 * * * *",
+        30,
+        utc("2026-11-23 10:00"),
+    )
+
+
+def test_an_operators_reschedule_and_pause_win_over_the_code(
+    live: Settings, clock: FakeClock, cron: CronJobs
+) -> None:
+    sync(live, clock)
+    jobs.update_job("report", {"schedule": "0 8 * * *"}, clock.now(), settings=live)
+    jobs.pause_job("cleanup", clock.now(), note="disk full")
+    redeclare(cron, "report", schedule="*/5 * * * *", timeout=30)
+    redeclare(cron, "cleanup", schedule="0 4 * * *")
+    report = sync(live, clock)
+    assert report.updated == ["cleanup", "report"]
+    job = stored("report")
+    assert (job["schedule"], job["timeout"]) == ("0 8 * * *", 30)  # reschedule kept
+    job = stored("cleanup")
+    assert (job["state"], job["pause_note"], job["next_run_at"]) == ("paused", "disk full", None)
+    assert job["schedule"] == "0 4 * * *"  # untouched by the operator: the code's change applies
+    # The operator's value stays even when the code declares something new again.
+    redeclare(cron, "report", schedule="*/10 * * * *")
+    sync(live, clock)
+    assert stored("report")["schedule"] == "0 8 * * *"
+
+
+def test_a_field_the_operator_set_back_follows_the_code_again(
+    live: Settings, clock: FakeClock, cron: CronJobs
+) -> None:
+    sync(live, clock)
+    jobs.update_job("report", {"timeout": 5}, clock.now(), settings=live)
+    jobs.update_job("report", {"timeout": 600}, clock.now(), settings=live)
+    redeclare(cron, "report", timeout=60)
+    sync(live, clock)
+    assert stored("report")["timeout"] == 60
+
+
+def test_jobs_gone_from_code_are_orphaned_then_come_back(
+    live: Settings, clock: FakeClock, cron: CronJobs
+) -> None:
+    sync(live, clock)
+    jobs.trigger_job("report", clock.now())
+    gone = cron.jobs.pop("report")
+    report = sync(live, clock, minutes=1)
+    assert report.orphaned == ["report"]
+    job = stored("report")
+    assert (job["state"], job["next_run_at"], job["orphaned_at"]) == (
+        "orphaned",
+        None,
+        utc("2026-11-23 09:01"),
+    )
+    assert sync(live, clock).orphaned == []  # already orphaned: reported once
+    cron.jobs["report"] = gone
+    report = sync(live, clock, minutes=30)
+    assert report.updated == ["report"]
+    job = stored("report")
+    assert (job["state"], job["orphaned_at"], job["next_run_at"]) == (
+        "enabled",
+        None,
+        utc("2026-11-23 09:45"),
+    )
+
+
+def test_a_failed_fetch_orphans_nothing(
+    live: Settings, clock: FakeClock, cron: CronJobs, tmp_path: Path
+) -> None:
+    sync(live, clock)
+    before = snapshot()
+    report = sync_jobs(replace(live, cron_token="not-the-right-token-0000"), clock.now())
+    assert report.errors == [
+        f"{live.app_url}/crons: HTTP 401 (is GATEWAY_CRON_TOKEN set to a key the app accepts?)"
+    ]
+    assert report.orphaned == [] and snapshot() == before
+    down = replace(live, app_url="http://127.0.0.1:9")  # nothing listens on the discard port
+    report = sync_jobs(down, clock.now())
+    assert "cannot fetch the manifest" in report.errors[0] and report.orphaned == []
+    assert snapshot() == before
+
+
+def test_an_app_without_a_manifest_is_an_error(live: Settings, clock: FakeClock) -> None:
+    report = sync_jobs(live, clock.now(), apps=[live.app_url + "/nothing"])
+    assert report.errors == [f"{live.app_url}/nothing/crons: HTTP 404"]
+    assert Job.select().count() == 0
+
+
+def test_a_bad_job_in_a_manifest_is_reported_and_left_alone(
+    live: Settings, clock: FakeClock, cron: CronJobs
+) -> None:
+    sync(live, clock)
+    redeclare(cron, "report", options={"retries": 3})
+    report = sync(live, clock)
+    assert report.errors == [
+        f"{live.app_url}/crons: job 'report': unknown field 'retries' "
+        "(known: name, title, description, url, method, headers, payload, schedule, tz, mode, "
+        "enabled, tags, timeout, max_attempts, backoff, overlap, misfire, catchup_window, "
+        "max_runs, retry_abandoned, auto_pause_after)"
+    ]
+    assert report.orphaned == [] and stored("report")["state"] == "enabled"
+    assert report.unchanged == ["adhoc", "cleanup"]
+
+
+def test_jobs_made_by_the_api_are_never_touched(
+    live: Settings, clock: FakeClock, cron: CronJobs
+) -> None:
+    jobs.create_job({"name": "report", "url": "/mine"}, clock.now(), settings=live)
+    jobs.create_job({"name": "hand-made", "url": "/x"}, clock.now(), settings=live, source="ui")
+    report = sync(live, clock)
+    assert report.created == ["adhoc", "cleanup"]
+    assert report.errors == [
+        f"job 'report': declared in {live.app_url}, but a job of that name was made by api; "
+        "left alone (rename one of them)"
+    ]
+    assert (stored("report")["url"], stored("report")["source"]) == ("/mine", "api")
+    assert stored("hand-made")["state"] == "enabled" and report.orphaned == []
+
+
+def test_a_row_the_endpoint_made_takes_the_declaration(live: Settings, clock: FakeClock) -> None:
+    # A first call of /crons/report before any sync makes the row (ensure_job): no slot yet.
+    declared = {"url": "/crons/report", "schedule": "*/15 * * * *", "source": "code"}
+    jobs.ensure_job("report", declared, clock.now())
+    report = sync(live, clock)
+    assert report.updated == ["report"]
+    job = stored("report")
+    assert (job["url"], job["title"], job["next_run_at"]) == (
+        f"{live.app_url}/crons/report",
+        "Report",
+        utc("2026-11-23 09:15"),
+    )
+
+
+def test_a_deleted_code_job_stays_deleted(live: Settings, clock: FakeClock) -> None:
+    sync(live, clock)
+    jobs.delete_job("cleanup", clock.now())
+    report = sync(live, clock)
+    assert "cleanup" in report.unchanged and stored("cleanup")["state"] == "deleted"
+
+
+CONFIG = """
+[[job]]
+name = "nightly"
+url = "/other/nightly"
+schedule = "0 3 * * *"
+tz = "Europe/Berlin"
+method = "PUT"
+headers = { "X-Format" = "pdf" }
+payload = { days = 1 }
+max_attempts = 2
+
+[[job]]
+name = "cleanup"          # overrides the code's declaration
+url = "/crons/cleanup"
+schedule = "*/30 * * * *"
+"""
+
+
+def test_config_jobs_are_created_and_override_code(live: Settings, clock: FakeClock) -> None:
+    Path(live.jobs_file).write_text(CONFIG)
+    report = sync(live, clock)
+    assert report.created == ["adhoc", "cleanup", "nightly", "report"]
+    job = stored("nightly")
+    assert (job["source"], job["method"], job["headers"], job["payload"]) == (
+        "config",
+        "PUT",
+        {"X-Format": "pdf"},
+        {"days": 1},
+    )
+    assert job["next_run_at"] == utc("2026-11-24 02:00")
+    job = stored("cleanup")
+    assert (job["source"], job["schedule"], job["tz"], job["timeout"]) == (
+        "config",
+        "*/30 * * * *",
+        "UTC",
+        600,
+    )
+    # Removed from the file: the app's declaration applies again; a config-only job is orphaned.
+    Path(live.jobs_file).write_text("")
+    report = sync(live, clock)
+    assert (report.updated, report.orphaned) == (["cleanup"], ["nightly"])
+    assert (stored("cleanup")["source"], stored("cleanup")["schedule"]) == ("code", "0 2 * * *")
+
+
+@pytest.mark.parametrize(
+    ("text", "error", "message"),
+    [
+        ("[[job]\nname = 1", ValidationError, "not valid TOML"),
+        ('[jobs]\nname = "x"', ValidationError, "unknown table 'jobs'; use [[job]]"),
+        ('job = "x"', ValidationError, "'job' must be an array of tables"),
+        (
+            '[[job]]\nname = "n"\nschedule = "* * * * *"',
+            ValidationError,
+            "job 'n': url: is required",
+        ),
+        ('[[job]]\nname = "n"\nurl = "/x"', ValidationError, "job 'n': schedule: is required"),
+        (
+            '[[job]]\nname = "n"\nurl = "/x"\nschedule = "* * * * *"\ntimeout = "ten"',
+            ValidationError,
+            "job 'n': timeout: expected a whole number, not 'ten'",
+        ),
+        (
+            '[[job]]\nname = "n"\nurl = "/x"\nschedule = "0 0 31 2 *"',
+            InvalidSchedule,
+            "job 'n': day-of-month: 31 never occurs in February",
+        ),
+        (
+            '[[job]]\nurl = "/x"\nschedule = "* * * * *"',
+            ValidationError,
+            "job #1: name: is required",
+        ),
+        (
+            '[[job]]\nname = "n"\nurl = "/x"\nschedule = "@daily"\n'
+            '[[job]]\nname = "n"\nurl = "/y"\nschedule = "@daily"',
+            ValidationError,
+            "job 'n': declared twice",
+        ),
+    ],
+)
+def test_a_bad_jobs_file_changes_nothing(
+    live: Settings, clock: FakeClock, cron: CronJobs, text: str, error: type, message: str
+) -> None:
+    Path(live.jobs_file).write_text(CONFIG)
+    sync(live, clock)
+    before = snapshot()
+    Path(live.jobs_file).write_text(text)
+    cron.jobs.pop("report")  # even what the app changed is not applied
+    with pytest.raises(error) as info:
+        sync(live, clock, minutes=1)
+    assert str(info.value).startswith(f"{live.jobs_file}: ")
+    assert message in str(info.value)
+    assert snapshot() == before
+
+
+def test_no_jobs_file_means_no_config_jobs(live: Settings, clock: FakeClock) -> None:
+    assert not Path(live.jobs_file).exists()
+    assert sync(live, clock).created == ["adhoc", "cleanup", "report"]
+
+
+def test_the_example_jobs_file_syncs_against_the_demo_app(
+    settings: Settings, clock: FakeClock
+) -> None:
+    from examples.jobs import cron as demo
+
+    app = create_app(settings, clock=clock)
+    cron = CronJobs()  # the demo's jobs, without its module-level settings from other tests
+    cron.jobs.update(demo.jobs)
+    cron.init_app(app)
+    root = Path(__file__).resolve().parents[1]
+    with serving(app) as url:
+        report = sync_jobs(
+            replace(settings, app_url=url, jobs_file=str(root / "config" / "jobs.toml")),
+            clock.now(),
+        )
+    assert report.errors == [] and "app-health" in report.created
+    assert stored("app-health")["source"] == "config"
+    assert {"cleanup-sessions", "daily-report"} <= set(report.created)
