@@ -267,8 +267,10 @@ def _orphan(
         Job.source.in_(SYNCED_SOURCES) & Job.deleted_at.is_null() & Job.orphaned_at.is_null()
     )
     for job in query:
-        if job.name in declared or job.name in keep or _served_by(job.url, failed, settings):
+        if job.name in declared or job.name in keep:
             continue
+        if (failed and job.source == "code") or _served_by(job.url, failed, settings):
+            continue  # its app may still declare it: we could not ask
         job.orphaned_at, job.next_run_at, job.updated_at = now, None, now
         job.save()
         report.orphaned.append(job.name)

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from peewee import IntegrityError
+from peewee import Value
 
 from gateway.config import Settings
 from gateway.errors import ConflictError
@@ -173,7 +174,7 @@ def list_jobs(include_deleted: bool = False, tag: str | None = None) -> list[Job
         query = query.where(Job.deleted_at.is_null())
     if tag is not None:
         # Tags are JSON text: narrow with LIKE, then check exactly (LIKE's `_` is a wildcard).
-        query = query.where(Job.tags.contains(f'"{tag}"'))
+        query = query.where(Job.tags.contains(Value(f'"{tag}"', converter=False)))
     jobs = list(query)
     return [j for j in jobs if tag in (j.tags or [])] if tag is not None else jobs
 
