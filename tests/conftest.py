@@ -57,9 +57,10 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def settings(db: str) -> Settings:
+def settings(db: str, tmp_path: Path) -> Settings:
     return Settings(
         database_url=db,
+        jobs_file=str(tmp_path / "no-jobs.toml"),  # tests declare their jobs themselves
         cron_token=CRON_TOKEN,
         admin_token=ADMIN_TOKEN,
         heartbeat_seconds=0.05,

@@ -14,7 +14,9 @@ from werkzeug.serving import make_server
 def serving(app: Flask) -> Iterator[str]:
     """Serve `app` on a free port of 127.0.0.1 (threaded) and yield its base URL."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="test-server", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, args=(0.05,), name="test-server", daemon=True
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"

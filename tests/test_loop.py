@@ -187,3 +187,9 @@ def test_on_sqlite_a_standby_gateway_waits_while_the_lease_is_held(
     clock.advance(seconds=11)  # the other gateway stopped renewing: take over
     assert round_trip(scheduler)
     assert scheduler.active and [r.status for r in runs_of(row)] == ["missed", "success"]
+
+
+def test_the_gateway_reads_the_apps_jobs_at_start(scheduler: Scheduler, clock: FakeClock) -> None:
+    round_trip(scheduler)
+    synced = {j.name: j for j in Job.select()}
+    assert set(synced) == {"tick", "broken"} and synced["tick"].source == "code"

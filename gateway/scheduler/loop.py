@@ -21,6 +21,7 @@ from types import FrameType
 from gateway.clock import SYSTEM_CLOCK
 from gateway.clock import Clock
 from gateway.config import Settings
+from gateway.errors import GatewayError
 from gateway.scheduler.caller import Caller
 from gateway.scheduler.caller import CallRequest
 from gateway.scheduler.caller import Outcome
@@ -37,10 +38,12 @@ from gateway.store.models import Job
 from gateway.store.outcomes import Seen
 from gateway.store.outcomes import queue_retry
 from gateway.store.outcomes import record_outcome
+from gateway.sync import sync_jobs
 
 logger = logging.getLogger("gateway.scheduler")
 
 ACTIVE_LEASE = "gateway:active"
+SYNC_RETRY_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,8 @@ class Scheduler:
         self.wake = threading.Event()
         self.active = False
         self._next_housekeeping = 0.0
+        self._synced = False  # jobs from code and config are read at start, until it works
+        self._next_sync = 0.0
         self.dispatcher = Dispatcher(self.send, self.pacing.workers, self.pacing.per_host)
 
     # -- the loop -------------------------------------------------------------------------
@@ -195,11 +200,37 @@ class Scheduler:
                 "gateway %s is now %s", self.instance, "active" if self.active else "standby"
             )
         gateways.beat(self.instance, now, "active" if self.active else "standby")
+        if self.active and not self._synced:
+            self._sync(now)
         if self.active:
             run_lease = timedelta(seconds=self.settings.lease_seconds)
             reaped = claims.reap(now, self.lease, run_lease)
             if reaped:
                 logger.warning("marked %d run(s) abandoned: their gateway or worker died", reaped)
+
+    def _sync(self, now: datetime) -> None:
+        """Read the apps' manifests and the jobs file; retried every few seconds until it works
+        (with `up`, the web app may still be starting)."""
+        tick = self.clock.monotonic()
+        if tick < self._next_sync:
+            return
+        self._next_sync = tick + SYNC_RETRY_SECONDS
+        try:
+            report = sync_jobs(self.settings, now)
+        except GatewayError as e:  # a bad jobs file: say so, keep scheduling what is stored
+            logger.error("sync: %s", e.message)
+            return
+        for error in report.errors:
+            logger.warning("sync: %s (retrying in %d s)", error, SYNC_RETRY_SECONDS)
+        if not report.errors:
+            self._synced = True
+            logger.info(
+                "sync: %d new, %d updated, %d unchanged, %d orphaned job(s)",
+                len(report.created),
+                len(report.updated),
+                len(report.unchanged),
+                len(report.orphaned),
+            )
 
     def _hold_lease(self, now: datetime) -> bool:
         """Return True if this gateway may work: always on PostgreSQL, by lease on SQLite."""
