@@ -200,6 +200,9 @@ def test_an_old_database_is_migrated_in_place_keeping_its_rows(db: str, clock: F
                 "pause_note",
                 "retry_abandoned",
                 "auto_pause_after",
+                "signed",
+                "paused_until",
+                "pause_fate",
             )
         )
     )
@@ -217,10 +220,11 @@ def test_an_old_database_is_migrated_in_place_keeping_its_rows(db: str, clock: F
 
     assert ensure_schema(database.obj) == LATEST
     job = Job.get(Job.name == "old")
-    assert (job.run_count, job.schedule, job.retry_abandoned, job.declared) == (
+    assert (job.run_count, job.schedule, job.retry_abandoned, job.declared, job.signed) == (
         7,
         "0 3 * * *",
         False,
         None,
+        True,
     )
     assert ensure_schema(database.obj) == LATEST

@@ -53,11 +53,17 @@ def _add_columns(
             migrate(migrator.add_column(table, name, model._meta.fields[name]))
 
 
+def _v3_fleet_and_signing(db: Database) -> None:
+    migrator = SchemaMigrator.from_database(db)
+    _add_columns(db, migrator, Job, ["signed", "paused_until", "pause_fate"])
+
+
 # Append new steps; never edit a released one. A step gets the database and must be idempotent
 # enough to be re-run after a crash between the step and its schema_version row.
 STEPS: list[tuple[int, str, Callable[[Database], None]]] = [
     (1, "initial schema: job, run, key, lease, gateway", _v1_initial),
     (2, "gateway: job sync and pause fields, run due_at", _v2_gateway),
+    (3, "signed calls per job; fleet pauses with an end time and a fate", _v3_fleet_and_signing),
 ]
 LATEST = STEPS[-1][0]
 

@@ -71,6 +71,10 @@ class Job(BaseModel):
     pause_note = TextField(null=True)
     retry_abandoned = BooleanField(default=False)  # re-send a slot whose run was abandoned
     auto_pause_after = IntegerField(null=True)  # consecutive failures; None: never
+    # v3
+    signed = BooleanField(default=True)  # the gateway sends X-Cron-Signature to this target
+    paused_until = UTCDateTimeField(null=True)  # a fleet pause that ends by itself
+    pause_fate = CharField(max_length=10, null=True)  # slots while paused: missed | once
 
     class Meta:
         table_name = "job"
