@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
+from typing import Any
 
 from peewee import IntegrityError
 
@@ -72,3 +73,28 @@ def revoke_key(name: str, now: datetime) -> bool:
     return bool(
         Key.update(revoked_at=now).where((Key.name == name) & Key.revoked_at.is_null()).execute()
     )
+
+
+def list_keys(include_revoked: bool = True) -> list[Key]:
+    """Return the keys by name; with `include_revoked` False, only the active ones."""
+    query = Key.select().order_by(Key.name)
+    if not include_revoked:
+        query = query.where(Key.revoked_at.is_null())
+    return list(query)
+
+
+def key_as_dict(key: Key) -> dict[str, Any]:
+    """Return the public form of a key: never its secret or its hash."""
+
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {
+        "name": key.name,
+        "scope": key.scope,
+        "job": key.job,
+        "prefix": key.prefix,
+        "created_at": iso(key.created_at),
+        "last_used_at": iso(key.last_used_at),
+        "revoked_at": iso(key.revoked_at),
+    }
