@@ -111,13 +111,14 @@ def _claim_job(job: Job, now: datetime) -> None:
         return
     plan = plan_due(misfire_policy(job), schedule.next_times, job.next_run_at, now)
     plan = limit_runs(plan, job.run_count, job.max_runs)
-    _insert_plan(job, plan, now)
+    insert_plan(job, plan, now)
     Job.update(next_run_at=plan.next_run_at, run_count=Job.run_count + len(plan.run)).where(
         Job.id == job.id
     ).execute()
 
 
-def _insert_plan(job: Job, plan: Plan, now: datetime) -> None:
+def insert_plan(job: Job, plan: Plan, now: datetime) -> None:
+    """Insert the plan's missed and queued rows (a slot already there is left alone)."""
     rows: list[dict[str, Any]] = []
     for missed in plan.missed:
         approx = "" if missed.exact else "about "

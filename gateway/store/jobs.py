@@ -17,6 +17,11 @@ from gateway.errors import ValidationError
 from gateway.jobspec import check_payload
 from gateway.jobspec import validate_job
 from gateway.schedule import Schedule
+from gateway.scheduler.planner import limit_runs
+from gateway.scheduler.planner import plan_due
+from gateway.scheduler.policy import MisfirePolicy
+from gateway.store.claims import insert_plan
+from gateway.store.claims import schedule_of
 from gateway.store.db import database
 from gateway.store.db import write_transaction
 from gateway.store.models import Job
@@ -136,26 +141,81 @@ def update_job(name: str, changes: Mapping[str, Any], now: datetime, *, settings
     return job
 
 
-def pause_job(name: str, now: datetime, note: str | None = None) -> Job:
-    """Stop scheduling the job (runs already queued still go); `note` says why."""
-    if note is not None and len(note) > 1000:
-        raise ValidationError("note: longer than 1000 characters", field="note")
+FATES = ("missed", "once")
+
+
+def pause_job(
+    name: str,
+    now: datetime,
+    note: str | None = None,
+    *,
+    until: datetime | None = None,
+    fate: str | None = None,
+) -> Job:
+    """Stop scheduling the job (runs already queued still go); `note` says why.
+
+    `until` resumes it by itself at that time. `fate` decides what becomes of the slots that
+    fall in the pause: None, they were never expected (nothing is recorded); "missed", each is
+    recorded *missed* on resume; "once", one run on resume stands for them all.
+    """
+    _check_pause(now, note, until, fate)
     with write_transaction():
         job = live_job(name)
-        job.enabled, job.pause_note, job.next_run_at, job.updated_at = False, note, None, now
+        job.enabled, job.pause_note, job.updated_at = False, note, now
+        job.paused_until, job.pause_fate = until, fate
+        if fate is None:
+            job.next_run_at = None
+        # else next_run_at stays: the first slot of the pause, for resume to account from.
         job.save()
     return job
+
+
+def _check_pause(now: datetime, note: str | None, until: datetime | None, fate: str | None) -> None:
+    if note is not None and len(note) > 1000:
+        raise ValidationError("note: longer than 1000 characters", field="note")
+    if until is not None and (until.tzinfo is None or until <= now):
+        raise ValidationError("until: must be a time in the future, with an offset", field="until")
+    if fate is not None and fate not in FATES:
+        raise ValidationError(f"fate: must be one of {', '.join(FATES)}", field="fate")
 
 
 def resume_job(name: str, now: datetime) -> Job:
-    """Schedule the job again from `now` on: slots that fell in the pause are not run."""
+    """Schedule the job again; the slots of the pause meet the fate chosen when pausing."""
     with write_transaction():
         job = live_job(name)
+        job.next_run_at = _first_slot_after_pause(job, now)
         job.enabled, job.pause_note, job.updated_at = True, None, now
+        job.paused_until, job.pause_fate = None, None
         job.consecutive_failures = 0  # an auto-paused job starts counting afresh
-        job.next_run_at = next_run_at_for(job, now)
         job.save()
     return job
+
+
+def resume_due(now: datetime) -> list[Job]:
+    """Resume every job whose pause had an end time that has come; return them."""
+    due = Job.select(Job.name).where(
+        Job.paused_until.is_null(False) & (Job.paused_until <= now) & Job.deleted_at.is_null()
+    )
+    return [resume_job(job.name, now) for job in due]
+
+
+def _first_slot_after_pause(job: Job, now: datetime) -> datetime | None:
+    """Record the pause's slots as its fate says and return the job's next slot."""
+    paused_from = job.next_run_at
+    job.enabled = True  # next_run_at_for schedules enabled jobs only
+    if job.pause_fate is None or paused_from is None or paused_from > now or not job.schedule:
+        return next_run_at_for(job, now)
+    if job.pause_fate == "missed":
+        policy = MisfirePolicy(mode="skip")
+    else:
+        policy = MisfirePolicy(mode="once", catchup_window=now - paused_from)
+    schedule = schedule_of(job.schedule, job.tz, job.name)
+    plan = limit_runs(
+        plan_due(policy, schedule.next_times, paused_from, now), job.run_count, job.max_runs
+    )
+    insert_plan(job, plan, now)
+    job.run_count += len(plan.run)
+    return plan.next_run_at
 
 
 def delete_job(name: str, now: datetime) -> Job:
@@ -200,9 +260,12 @@ def job_as_dict(job: Job) -> dict[str, Any]:
     fields = (
         "name title description url method headers payload schedule tz mode enabled tags "
         "timeout max_attempts backoff overlap misfire catchup_window max_runs run_count "
-        "retry_abandoned auto_pause_after pause_note last_status consecutive_failures source"
+        "retry_abandoned auto_pause_after pause_note pause_fate signed last_status "
+        "consecutive_failures source"
     ).split()
-    times = "next_run_at last_run_at created_at updated_at deleted_at orphaned_at".split()
+    times = (
+        "next_run_at last_run_at created_at updated_at deleted_at orphaned_at paused_until"
+    ).split()
     return {
         **{f: getattr(job, f) for f in fields},
         "state": job_state(job),
