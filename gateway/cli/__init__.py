@@ -19,12 +19,14 @@ def _register() -> None:
     # Imported here so that each command module can import `cli` helpers without a cycle.
     from gateway.cli.cron import cron
     from gateway.cli.jobs import jobs
+    from gateway.cli.keys import keys
     from gateway.cli.runs import runs
     from gateway.cli.serve import serve_commands
     from gateway.cli.sync import sync
 
     cli.add_command(cron)
     cli.add_command(jobs)
+    cli.add_command(keys)
     cli.add_command(runs)
     cli.add_command(sync)
     for command in serve_commands:

@@ -12,6 +12,7 @@ from peewee import IntegrityError
 from gateway import tokens
 from gateway.errors import ConflictError
 from gateway.errors import ValidationError
+from gateway.store.models import Job
 from gateway.store.models import Key
 
 SCOPES = ("invoke", "admin")
@@ -38,6 +39,8 @@ def create_key(name: str, scope: str, now: datetime, job: str | None = None) -> 
         raise ValidationError(f"scope must be one of {', '.join(SCOPES)}", field="scope")
     if not name or len(name) > 100:
         raise ValidationError("name must be 1 to 100 characters", field="name")
+    if job is not None and scope != "invoke":
+        raise ValidationError("only invoke keys can be limited to one job", field="job")
     secret = tokens.generate()
     try:
         key = Key.create(
@@ -51,6 +54,16 @@ def create_key(name: str, scope: str, now: datetime, job: str | None = None) -> 
     except IntegrityError:
         raise ConflictError(f"a key named {name!r} already exists", field="name") from None
     return key, secret
+
+
+def check_key_job(job: str | None) -> None:
+    """Raise ValidationError unless `job` is None or names a job that is not deleted.
+
+    Separate from create_key: a code job's row appears only at its first call or sync, so the
+    surfaces an operator uses (CLI, API) check, while code may create a key ahead of the job.
+    """
+    if job is not None and Job.get_or_none((Job.name == job) & Job.deleted_at.is_null()) is None:
+        raise ValidationError(f"no job named {job!r}", field="job")
 
 
 def verify_key(presented: str, now: datetime) -> Caller | None:
