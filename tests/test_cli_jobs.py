@@ -336,3 +336,52 @@ def test_sync_with_a_bad_jobs_file_exits_2_and_changes_nothing(
         "blocking, async, stream\n"
     )
     assert stored() == []
+
+
+def test_pause_by_tag_until_a_time_with_a_fate(env: dict[str, str], capsys: Any) -> None:
+    run_cli(["jobs", "add", "a", "--url", "/a", "--schedule", "0 * * * *", "--tag", "db"], capsys)
+    run_cli(["jobs", "add", "b", "--url", "/b", "--schedule", "0 * * * *"], capsys)
+    code, out, _ = run_cli(
+        [
+            "jobs",
+            "pause",
+            "--tag",
+            "db",
+            "--note",
+            "migration",
+            "--until",
+            "2099-01-01T18:00+01:00",
+            "--fate",
+            "once",
+        ],
+        capsys,
+    )
+    assert code == 0 and out == "a: paused until 2099-01-01T18:00:00+01:00\n"
+    a, b = stored()
+    assert (a["state"], a["pause_note"], a["pause_fate"], b["state"]) == (
+        "paused",
+        "migration",
+        "once",
+        "enabled",
+    )
+    assert a["paused_until"] == "2099-01-01T17:00:00+00:00"
+    assert run_cli(["jobs", "resume", "--tag", "db"], capsys)[0] == 0
+    assert stored()[0]["state"] == "enabled"
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        ([], "either a tag or a list"),
+        (["a", "--until", "tomorrow"], "--until"),
+        (["a", "--until", "2099-01-01T18:00"], "offset"),
+        (["a", "--fate", "forever"], "--fate"),
+    ],
+)
+def test_bad_pause_exits_2_and_pauses_nothing(
+    env: dict[str, str], capsys: Any, args: list[str], fragment: str
+) -> None:
+    run_cli(["jobs", "add", "a", "--url", "/a", "--schedule", "0 * * * *"], capsys)
+    code, out, err = run_cli(["jobs", "pause", *args], capsys)
+    assert code == 2 and out == "" and fragment in err and len(err.splitlines()) == 1
+    assert stored()[0]["state"] == "enabled"

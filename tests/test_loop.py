@@ -193,3 +193,19 @@ def test_the_gateway_reads_the_apps_jobs_at_start(scheduler: Scheduler, clock: F
     round_trip(scheduler)
     synced = {j.name: j for j in Job.select()}
     assert set(synced) == {"tick", "broken"} and synced["tick"].source == "code"
+
+
+def test_a_pause_with_an_end_time_is_lifted_by_the_gateway(
+    scheduler: Scheduler, clock: FakeClock
+) -> None:
+    from gateway.store.jobs import pause_job
+
+    row = job(clock, "tick")
+    pause_job("tick", clock.now(), "deploy", until=clock.now() + timedelta(seconds=15), fate="once")
+    clock.advance(seconds=12)
+    round_trip(scheduler)
+    assert runs_of(row) == []
+    clock.advance(seconds=4)  # housekeeping runs every third of the lease (10 s)
+    round_trip(scheduler)
+    assert Job.get_by_id(row.id).enabled
+    assert [r.status for r in runs_of(row)] == ["success"]  # the once fate: one run for :10

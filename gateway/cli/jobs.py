@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import click
@@ -18,6 +19,9 @@ from gateway.jobspec import MISFIRES
 from gateway.jobspec import MODES
 from gateway.jobspec import OVERLAPS
 from gateway.store import jobs as store
+from gateway.store.fleet import pause_many
+from gateway.store.fleet import resume_many
+from gateway.store.jobs import FATES
 from gateway.store.models import Job
 from gateway.store.models import Run
 from gateway.store.runs import TERMINAL_STATUSES
@@ -214,21 +218,59 @@ def wait_for_run(execution_id: str, timeout: float) -> Run | None:
 
 
 @jobs.command("pause")
-@click.argument("name")
+@click.argument("names", nargs=-1)
+@click.option("--tag", help="Pause every job with this tag instead of naming them.")
 @click.option("--note", help="Why it is paused (shown in lists and the UI).")
-def pause(name: str, note: str | None) -> None:
-    """Stop scheduling the job; manual triggers still work."""
+@click.option("--until", "until_text", help="Resume by itself then (ISO time with offset).")
+@click.option(
+    "--fate",
+    type=click.Choice(FATES),
+    help="Slots during the pause: recorded missed, or one run on resume (default: not expected).",
+)
+def pause(
+    names: tuple[str, ...],
+    tag: str | None,
+    note: str | None,
+    until_text: str | None,
+    fate: str | None,
+) -> None:
+    """Stop scheduling jobs (by name or --tag); manual triggers still work."""
+    until = _parse_until(until_text)
     open_store()
-    store.pause_job(name, SYSTEM_CLOCK.now(), note)
-    click.echo(f"{name}: paused")
+    paused = pause_many(
+        names=list(names) or None,
+        tag=tag,
+        now=SYSTEM_CLOCK.now(),
+        note=note,
+        until=until,
+        fate=fate,
+    )
+    for job in paused:
+        click.echo(f"{job.name}: paused" + (f" until {until.isoformat()}" if until else ""))
 
 
 @jobs.command("resume")
-@click.argument("name")
-def resume(name: str) -> None:
-    """Schedule the job again from now on (slots missed while paused are not run)."""
+@click.argument("names", nargs=-1)
+@click.option("--tag", help="Resume every paused job with this tag.")
+def resume(names: tuple[str, ...], tag: str | None) -> None:
+    """Schedule jobs again; their paused slots meet the fate chosen when pausing."""
     open_store()
-    _show(store.resume_job(name, SYSTEM_CLOCK.now()), as_json=False)
+    for job in resume_many(names=list(names) or None, tag=tag, now=SYSTEM_CLOCK.now()):
+        _show(job, as_json=False)
+
+
+def _parse_until(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        until = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an ISO time", param_hint="--until") from None
+    if until.tzinfo is None:
+        raise click.BadParameter(
+            "give an offset, e.g. 2026-11-23T18:00+01:00", param_hint="--until"
+        )
+    return until
 
 
 @jobs.command("rm")

@@ -34,6 +34,7 @@ from gateway.store import leases
 from gateway.store.db import database
 from gateway.store.db import ensure_open
 from gateway.store.db import is_sqlite
+from gateway.store.jobs import resume_due
 from gateway.store.models import Job
 from gateway.store.outcomes import Seen
 from gateway.store.outcomes import queue_retry
@@ -203,6 +204,8 @@ class Scheduler:
         if self.active and not self._synced:
             self._sync(now)
         if self.active:
+            for job in resume_due(now):
+                logger.info("job %s resumed: its pause ended", job.name)
             run_lease = timedelta(seconds=self.settings.lease_seconds)
             reaped = claims.reap(now, self.lease, run_lease)
             if reaped:

@@ -21,12 +21,12 @@ def pause_many(
     now: datetime,
     note: str | None = None,
     until: datetime | None = None,
-    fate: str = "missed",
+    fate: str | None = "missed",
 ) -> list[Job]:
     """Pause the selected jobs ("paused until 18:00: database migration"); all or none.
 
     `fate` says what becomes of their slots during the pause: "missed" (each recorded
-    *missed* on resume) or "once" (one run on resume).
+    *missed* on resume), "once" (one run on resume) or None (they were never expected).
     """
     with write_transaction():
         return [
