@@ -8,6 +8,12 @@ from datetime import datetime
 from datetime import timedelta
 from typing import Any
 
+from peewee import OP
+from peewee import SQL
+from peewee import Expression
+from peewee import NodeList
+from peewee import Value
+
 from gateway.errors import ConflictError
 from gateway.store.db import write_transaction
 from gateway.store.models import ACTIVE_STATUSES
@@ -231,6 +237,92 @@ def list_runs(job: str | None = None, status: str | None = None, limit: int = 50
     if status is not None:
         query = query.where(Run.status == status)
     return list(query.order_by(Run.id.desc()).limit(limit))
+
+
+# Without an indexed filter a text search examines at most this many runs per page.
+Q_SCAN_LIMIT = 5000
+
+
+@dataclass(frozen=True)
+class RunFilters:
+    """What `page_runs` selects: each given filter must hold (q: substring of error or summary)."""
+
+    job: str | None = None
+    status: str | None = None
+    trigger: str | None = None
+    since: datetime | None = None  # queued at or after
+    until: datetime | None = None  # queued before
+    q: str | None = None
+
+
+def page_runs(
+    filters: RunFilters, before_id: int | None, limit: int
+) -> tuple[list[Run], int | None]:
+    """Return up to `limit` runs, newest (highest id) first, below `before_id`, and the cursor
+    for the next page (None: there is no more).
+
+    The walk is by id down the (job, id) or (status, id) index, so a page costs the same at
+    any depth. A text search `q` first narrows by the other filters to at most
+    Q_SCAN_LIMIT candidates, then matches their text: such a page may hold fewer than
+    `limit` runs while the cursor still points further back.
+    """
+    where = _run_conditions(filters, before_id)
+    if where is None:  # an unknown job has no runs
+        return [], None
+    boundary: int | None = None
+    if filters.q:
+        boundary = (
+            Run.select(Run.id)
+            .where(where)
+            .order_by(Run.id.desc())
+            .offset(Q_SCAN_LIMIT - 1)
+            .limit(1)
+            .scalar()
+        )
+        where &= _like(Run.error, filters.q) | _like(Run.summary, filters.q)
+        if boundary is not None:
+            where &= Run.id >= boundary
+    query = Run.select(Run, Job).join(Job).where(where).order_by(Run.id.desc())
+    found = list(query.limit(limit + 1))
+    if len(found) > limit:
+        return found[:limit], found[limit - 1].id
+    return found, boundary
+
+
+def _run_conditions(filters: RunFilters, before_id: int | None) -> Any:
+    where: Any = Run.id < before_id if before_id is not None else Run.id > 0
+    if filters.job is not None:
+        job_id = Job.select(Job.id).where(Job.name == filters.job).scalar()
+        if job_id is None:
+            return None
+        where &= Run.job == job_id  # by id, so the (job, id) index serves the walk
+    if filters.status is not None:
+        where &= Run.status == filters.status
+    if filters.trigger is not None:
+        where &= Run.trigger == filters.trigger
+    if filters.since is not None:
+        where &= Run.queued_at >= filters.since
+    if filters.until is not None:
+        where &= Run.queued_at < filters.until
+    return where
+
+
+def _like(field: Any, text: str) -> Any:
+    """Return `field` contains `text`, case-insensitive, with LIKE's wildcards taken literally.
+
+    The pattern skips the field's converter: JSON text must not be JSON-quoted again.
+    """
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    pattern = NodeList(
+        (Value(f"%{escaped}%", converter=False), SQL("ESCAPE"), Value("\\", converter=False))
+    )
+    return Expression(field, OP.ILIKE, pattern)
+
+
+def attempts_of(execution_id: str) -> list[Run]:
+    """Return every attempt of an execution, first attempt first."""
+    query = Run.select(Run, Job).join(Job).where(Run.execution_id == execution_id)
+    return list(query.order_by(Run.attempt))
 
 
 def run_as_dict(run: Run) -> dict[str, Any]:
