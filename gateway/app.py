@@ -1,4 +1,4 @@
-"""create_app(settings=None, *, clock=None): the gateway's web app (health now; API and UI next)."""
+"""create_app(settings=None, *, clock=None): the gateway's web app (health, /api, /openapi.json)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from typing import Any
 
 from flask import Flask
 
+from gateway.api import make_api_blueprint
+from gateway.api.openapi import openapi_document
 from gateway.clock import SYSTEM_CLOCK
 from gateway.clock import Clock
 from gateway.config import Settings
@@ -44,5 +46,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             logger.warning("health check: database unreachable: %s", type(e).__name__)
             return {"status": "unavailable", "database": "unreachable"}, 503
         return {"status": "ok", "database": "ok"}
+
+    app.register_blueprint(make_api_blueprint())
+
+    @app.get("/openapi.json")
+    def openapi() -> Any:
+        return openapi_document()
 
     return app

@@ -1,0 +1,25 @@
+"""What every API view needs from the app: its settings and its clock (injected in tests)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import current_app
+
+from gateway.clock import Clock
+from gateway.config import Settings
+
+
+def settings() -> Settings:
+    found: Settings = current_app.config["GATEWAY_SETTINGS"]
+    return found
+
+
+def clock() -> Clock:
+    found: Clock = current_app.extensions["gateway_clock"]
+    return found
+
+
+def now() -> datetime:
+    """Return the app clock's current time (aware, UTC)."""
+    return clock().now()
