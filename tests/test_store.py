@@ -228,3 +228,24 @@ def test_an_old_database_is_migrated_in_place_keeping_its_rows(db: str, clock: F
         True,
     )
     assert ensure_schema(database.obj) == LATEST
+
+
+def test_a_dropped_postgresql_connection_is_replaced_on_next_use(db: str) -> None:
+    from peewee import InterfaceError
+    from peewee import OperationalError
+
+    if not db.startswith("postgres"):
+        assert database.execute_sql("SELECT 1").fetchone() == (1,)  # SQLite: a file, no server
+        return
+    pid = database.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
+    import psycopg2
+
+    from tests.backends import postgres_url
+
+    with psycopg2.connect(postgres_url()) as admin, admin.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(%s)", (pid,))  # as a server restart would
+    admin.close()
+    with pytest.raises((OperationalError, InterfaceError)):
+        database.execute_sql("SELECT 1")  # the statement that finds it dead fails, once
+    assert database.execute_sql("SELECT 1").fetchone() == (1,)
+    assert database.execute_sql("SELECT pg_backend_pid()").fetchone()[0] != pid

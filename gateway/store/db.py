@@ -11,7 +11,7 @@ from peewee import Database
 from peewee import DatabaseProxy
 from peewee import PostgresqlDatabase
 from peewee import SqliteDatabase
-from playhouse.db_url import connect as connect_url
+from playhouse.db_url import parse as parse_url
 
 from gateway.errors import ConfigError
 
@@ -38,10 +38,24 @@ def connect(url: str) -> Database:
     if scheme == "sqlite":
         return _sqlite(url)
     if scheme in ("postgres", "postgresql"):
-        db = connect_url(url)
-        assert isinstance(db, PostgresqlDatabase)
-        return db
+        params = parse_url(url)
+        return ResilientPostgresqlDatabase(params.pop("database"), **params)
     raise ConfigError(f"unsupported database URL scheme {scheme!r}", field="GATEWAY_DATABASE_URL")
+
+
+class ResilientPostgresqlDatabase(PostgresqlDatabase):
+    """PostgreSQL whose threads get a new connection after the server dropped theirs.
+
+    A restart, a failover or an idle kill leaves each thread's connection dead; psycopg2 marks
+    it closed once a statement fails on it. That statement's error goes to the caller (its
+    outcome is unknown, so it is never replayed here); the thread's next use reconnects.
+    """
+
+    def cursor(self, *args: Any, **kwargs: Any) -> Any:
+        state = self._state  # type: ignore[attr-defined]
+        if state.conn is not None and state.conn.closed and not self.in_transaction():
+            state.reset()
+        return super().cursor(*args, **kwargs)  # type: ignore[no-untyped-call]
 
 
 def _sqlite(url: str) -> SqliteDatabase:
