@@ -47,6 +47,10 @@ class Settings:
     gateway_lease_seconds: float = 10.0
     gateway_workers: int = 32
     gateway_per_host: int = 16
+    # Retention: finished runs older than `retention_days`, and beyond the newest
+    # `retention_per_job` of each job, are pruned (0 switches a rule off).
+    retention_days: int = 30
+    retention_per_job: int = 10_000
 
     def __post_init__(self) -> None:
         _check_url(self.app_url, "GATEWAY_APP_URL")
@@ -64,6 +68,12 @@ class Settings:
             raise ConfigError(
                 "heartbeat_seconds must be positive and shorter than lease_seconds",
                 field="heartbeat_seconds",
+            )
+        if self.retention_days < 0 or self.retention_per_job < 0:
+            raise ConfigError(
+                "GATEWAY_RETENTION_DAYS and GATEWAY_RETENTION_PER_JOB must not be negative "
+                "(0 keeps runs forever)",
+                field="GATEWAY_RETENTION_DAYS",
             )
         for name in ("cron_token", "admin_token"):
             token = getattr(self, name)
@@ -90,6 +100,8 @@ _ENV = {
     "GATEWAY_ALLOWED_TARGETS": "allowed_targets",
     "GATEWAY_JOBS_FILE": "jobs_file",
     "GATEWAY_ALLOW_QUERY_TOKEN": "allow_query_token",
+    "GATEWAY_RETENTION_DAYS": "retention_days",
+    "GATEWAY_RETENTION_PER_JOB": "retention_per_job",
 }
 
 

@@ -20,6 +20,7 @@ def _register() -> None:
     from gateway.cli.cron import cron
     from gateway.cli.jobs import jobs
     from gateway.cli.keys import keys
+    from gateway.cli.maintenance import maintenance_commands
     from gateway.cli.runs import runs
     from gateway.cli.serve import serve_commands
     from gateway.cli.sync import sync
@@ -29,7 +30,7 @@ def _register() -> None:
     cli.add_command(keys)
     cli.add_command(runs)
     cli.add_command(sync)
-    for command in serve_commands:
+    for command in [*serve_commands, *maintenance_commands]:
         cli.add_command(command)
 
 
