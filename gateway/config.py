@@ -47,6 +47,15 @@ class Settings:
     gateway_lease_seconds: float = 10.0
     gateway_workers: int = 32
     gateway_per_host: int = 16
+    # Signed calls: the gateway signs with `signing_secret`; endpoints accept it or the next
+    # one (a rotation), and refuse unsigned calls when `require_signature` is on.
+    signing_secret: str | None = field(default=None, repr=False)
+    signing_secret_next: str | None = field(default=None, repr=False)
+    require_signature: bool = False
+    # Abuse: this many bad tokens from one address within the window earn it 429s until the
+    # window has fewer (per worker process).
+    throttle_failures: int = 10
+    throttle_window_seconds: float = 60.0
     # Retention: finished runs older than `retention_days`, and beyond the newest
     # `retention_per_job` of each job, are pruned (0 switches a rule off).
     retention_days: int = 30
@@ -69,19 +78,34 @@ class Settings:
                 "heartbeat_seconds must be positive and shorter than lease_seconds",
                 field="heartbeat_seconds",
             )
+        if self.require_signature and not self.signing_secrets:
+            raise ConfigError(
+                "GATEWAY_REQUIRE_SIGNATURE needs GATEWAY_SIGNING_SECRET",
+                field="GATEWAY_REQUIRE_SIGNATURE",
+            )
+        if self.throttle_failures < 1 or self.throttle_window_seconds <= 0:
+            raise ConfigError(
+                "throttle_failures and throttle_window_seconds must be positive",
+                field="throttle_failures",
+            )
         if self.retention_days < 0 or self.retention_per_job < 0:
             raise ConfigError(
                 "GATEWAY_RETENTION_DAYS and GATEWAY_RETENTION_PER_JOB must not be negative "
                 "(0 keeps runs forever)",
                 field="GATEWAY_RETENTION_DAYS",
             )
-        for name in ("cron_token", "admin_token"):
+        for name in ("cron_token", "admin_token", "signing_secret", "signing_secret_next"):
             token = getattr(self, name)
             if token is not None and len(token) < 16:
                 raise ConfigError(
                     f"GATEWAY_{name.upper()} must be at least 16 characters long",
                     field=f"GATEWAY_{name.upper()}",
                 )
+
+    @property
+    def signing_secrets(self) -> tuple[str, ...]:
+        """Return the secrets a signature may be made with: the current one, then the next."""
+        return tuple(s for s in (self.signing_secret, self.signing_secret_next) if s)
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -100,6 +124,9 @@ _ENV = {
     "GATEWAY_ALLOWED_TARGETS": "allowed_targets",
     "GATEWAY_JOBS_FILE": "jobs_file",
     "GATEWAY_ALLOW_QUERY_TOKEN": "allow_query_token",
+    "GATEWAY_SIGNING_SECRET": "signing_secret",
+    "GATEWAY_SIGNING_SECRET_NEXT": "signing_secret_next",
+    "GATEWAY_REQUIRE_SIGNATURE": "require_signature",
     "GATEWAY_RETENTION_DAYS": "retention_days",
     "GATEWAY_RETENTION_PER_JOB": "retention_per_job",
 }

@@ -168,6 +168,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "max_runs": _integer(1, None, nullable=True),
     "retry_abandoned": _boolean,
     "auto_pause_after": _integer(1, 1000, nullable=True),
+    "signed": _boolean,  # send X-Cron-Signature (needs GATEWAY_SIGNING_SECRET)
 }
 FIELDS = tuple(_CHECKS)
 REQUIRED = ("name", "url")

@@ -11,6 +11,7 @@ TOKEN_PREFIX = "cg_"
 REDACTED = "[redacted]"
 _QUERY_TOKEN = re.compile(r"(?i)(cronToken=)[^&\s\"']*")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
+_SIGNATURE = re.compile(r"(?i)\b(v1=)[0-9a-f]{64}\b")  # X-Cron-Signature's HMAC
 
 
 def generate() -> str:
@@ -34,9 +35,10 @@ def same(presented: str, expected: str) -> bool:
 
 
 def redact(text: str, secrets_: tuple[str, ...] = ()) -> str:
-    """Return text with `?cronToken=…`, bearer tokens and the given secrets replaced."""
+    """Return text with `?cronToken=…`, bearer tokens, signatures and `secrets_` replaced."""
     text = _QUERY_TOKEN.sub(lambda m: m.group(1) + REDACTED, text)
     text = _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _SIGNATURE.sub(lambda m: m.group(1) + REDACTED, text)
     for secret in secrets_:
         if secret:
             text = text.replace(secret, REDACTED)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import quote
+from urllib.parse import urlsplit
 
 from flask import Request
 
+from gateway import signing
 from gateway import tokens
 from gateway.config import Settings
 from gateway.store.keys import Caller
@@ -41,3 +44,33 @@ def authenticate(request: Request, settings: Settings, now: datetime) -> Caller 
     if is_admin:
         return Caller(ADMIN_BOOTSTRAP_CALLER, "admin")
     return verify_key(token, now)
+
+
+def signature_ok(request: Request, settings: Settings, now: datetime) -> bool:
+    """Return False if the request must be refused for its X-Cron-Signature.
+
+    Without a signing secret nothing is checked. With one, a signature that is present must
+    be valid and fresh; a missing one is refused only when `require_signature` is on.
+    """
+    if not settings.signing_secrets:
+        return True
+    header = request.headers.get(signing.HEADER)
+    if header is None:
+        return not settings.require_signature
+    body = request.get_data(cache=True)
+    return signing.verify(
+        header, settings.signing_secrets, request.method, sent_path(request), body, now
+    )
+
+
+def sent_path(request: Request) -> str:
+    """Return the path and query as the client sent them (still percent-encoded)."""
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    if isinstance(raw, str) and raw:
+        if not raw.startswith("/"):  # an absolute-form request line: keep path and query
+            parts = urlsplit(raw)
+            raw = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return raw
+    query = request.query_string.decode("latin-1")
+    path = quote(request.script_root + request.path, safe="/:@!$&'()*+,;=-._~")
+    return path + (f"?{query}" if query else "")

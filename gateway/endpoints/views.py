@@ -17,8 +17,10 @@ from flask import Response
 from flask import request
 from werkzeug.exceptions import HTTPException
 
+from gateway import signing
 from gateway.endpoints.auth import authenticate
 from gateway.endpoints.auth import presented_token
+from gateway.endpoints.auth import signature_ok
 from gateway.endpoints.context import RunContext
 from gateway.endpoints.extension import CronJobs
 from gateway.endpoints.extension import JobDef
@@ -67,7 +69,7 @@ def make_blueprint(cron: CronJobs) -> Blueprint:
     @bp.route("/<name>", methods=["GET", "POST", *_OTHER_METHODS])
     def call(name: str) -> Any:
         caller = _caller(cron)
-        if caller is None:
+        if caller is None or not _signed_well(cron):
             return UNAUTHORIZED
         definition = cron.jobs.get(name)
         if definition is None:
@@ -96,6 +98,11 @@ def _caller(cron: CronJobs) -> Any:
         return None
     cron.ensure_database()
     return authenticate(request, cron.settings, cron.clock.now())
+
+
+def _signed_well(cron: CronJobs) -> bool:
+    assert cron.settings is not None and cron.clock is not None
+    return signature_ok(request, cron.settings, cron.clock.now())
 
 
 def _find_run(name: str, execution_id: str) -> Run | None:
@@ -210,7 +217,9 @@ def _declared(cron: CronJobs, d: JobDef) -> dict[str, Any]:
 def _execution(cron: CronJobs, definition: JobDef, run: Run, lock: str, payload: Any) -> Execution:
     assert cron.settings is not None and cron.clock is not None
     settings, clock = cron.settings, cron.clock
-    secrets = tuple(s for s in (settings.cron_token, settings.admin_token, _raw_token(cron)) if s)
+    secrets = tuple(
+        s for s in (settings.cron_token, settings.admin_token, _raw_token(cron), *_signature()) if s
+    )
     ctx = RunContext(
         job=definition.name,
         execution_id=run.execution_id,
@@ -237,6 +246,10 @@ def _execution(cron: CronJobs, definition: JobDef, run: Run, lock: str, payload:
 def _raw_token(cron: CronJobs) -> str | None:
     assert cron.settings is not None
     return presented_token(request, cron.settings)
+
+
+def _signature() -> tuple[str, ...]:
+    return signing.secret_parts(request.headers.get(signing.HEADER))
 
 
 def _in_thread(execution: Execution, then: queue.Queue[Any] | None = None) -> threading.Thread:

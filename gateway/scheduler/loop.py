@@ -18,6 +18,7 @@ from datetime import datetime
 from datetime import timedelta
 from types import FrameType
 
+from gateway import signing
 from gateway.clock import SYSTEM_CLOCK
 from gateway.clock import Clock
 from gateway.config import Settings
@@ -153,13 +154,22 @@ class Scheduler:
                 dispatch.attempt,
             ),
         }
+        signature = signing.sign_call(
+            self.settings.signing_secret if dispatch.signed else None,
+            dispatch.method,
+            dispatch.url,
+            dispatch.payload,
+            self.clock.now(),
+        )
+        if signature is not None:
+            headers[signing.HEADER] = signature
         request = CallRequest(
             method=dispatch.method,
             url=dispatch.url,
             headers=headers,
             json=dispatch.payload,
             timeout_s=dispatch.timeout_s,
-            secrets=(self.token,),
+            secrets=(self.token, *signing.secret_parts(signature)),
         )
         outcome = self.caller.call(request)
         try:

@@ -57,6 +57,7 @@ class Dispatch:
     headers: dict[str, str]
     payload: Any
     timeout_s: float
+    signed: bool = True  # send X-Cron-Signature (when a signing secret is configured)
 
 
 M = TypeVar("M", bound=Model)
@@ -225,6 +226,7 @@ def _dispatch_one(run: Run, now: datetime, gateway: str, app_url: str) -> Dispat
         headers=dict(job.headers or {}),
         payload=run.payload if run.payload is not None else job.payload,
         timeout_s=float(job.timeout),
+        signed=bool(job.signed),
     )
 
 
