@@ -18,6 +18,7 @@ def cli() -> None:
 def _register() -> None:
     # Imported here so that each command module can import `cli` helpers without a cycle.
     from gateway.cli.cron import cron
+    from gateway.cli.export import export
     from gateway.cli.jobs import jobs
     from gateway.cli.keys import keys
     from gateway.cli.maintenance import maintenance_commands
@@ -26,6 +27,7 @@ def _register() -> None:
     from gateway.cli.sync import sync
 
     cli.add_command(cron)
+    cli.add_command(export)
     cli.add_command(jobs)
     cli.add_command(keys)
     cli.add_command(runs)
