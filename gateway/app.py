@@ -15,6 +15,7 @@ from gateway.config import Settings
 from gateway.config import load_settings
 from gateway.store.db import database
 from gateway.store.db import ensure_open
+from gateway.web import init_ui
 
 logger = logging.getLogger("gateway.app")
 
@@ -48,6 +49,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         return {"status": "ok", "database": "ok"}
 
     app.register_blueprint(make_api_blueprint())
+
+    init_ui(app)  # the web UI at /: pages behind a session login
 
     @app.get("/openapi.json")
     def openapi() -> Any:

@@ -359,3 +359,48 @@ def run_as_dict(run: Run) -> dict[str, Any]:
 
 def _ms(delta: timedelta) -> int:
     return int(delta.total_seconds() * 1000)
+
+
+# --- the UI's reads: bounded by the (job, id) index, one query per page -------------------
+
+
+@dataclass(frozen=True)
+class RunBrief:
+    """A run as a strip or a chart shows it."""
+
+    id: int
+    job_id: int
+    execution_id: str
+    status: str
+    queued_at: datetime
+    duration_ms: int | None
+
+
+def recent_runs_of(job_ids: list[int], per_job: int = 20) -> dict[int, list[RunBrief]]:
+    """Return the newest `per_job` runs of each job, newest first, in one query.
+
+    One LIMITed subquery per job, glued with UNION ALL: each walks the (job, id) index and
+    stops after `per_job` rows, so a job with millions of runs costs what a new one does.
+    """
+    found: dict[int, list[RunBrief]] = {job_id: [] for job_id in job_ids}
+    if not job_ids:
+        return found
+    db = Run._meta.database
+    param = db.param
+    table = Run._meta.table_name  # "run": a plain name on both backends
+    columns = "id, job_id, execution_id, status, queued_at, duration_ms"
+    part = (
+        f"SELECT * FROM (SELECT {columns} FROM {table} WHERE job_id = {param} "
+        f"ORDER BY id DESC LIMIT {int(per_job)}) AS r{{i}}"
+    )
+    sql = " UNION ALL ".join(part.format(i=i) for i in range(len(job_ids)))
+    queued_at = Run.queued_at
+    for row in db.execute_sql(sql, list(job_ids)).fetchall():
+        run_id, job_id, execution_id, status, queued, duration_ms = row
+        brief = RunBrief(
+            run_id, job_id, execution_id, status, queued_at.python_value(queued), duration_ms
+        )
+        found[job_id].append(brief)
+    for runs in found.values():
+        runs.sort(key=lambda r: r.id, reverse=True)
+    return found
