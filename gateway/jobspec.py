@@ -228,10 +228,13 @@ def check_url(url: str, settings: Settings) -> str:
 
 
 def host_allowed(host: str, targets: tuple[str, ...]) -> bool:
-    """Return True if `host` is one of `targets` (exact, or `*.example.com` for subdomains)."""
+    """Return True if `host` is one of `targets` (exact, `*.example.com` for subdomains, or
+    `*` for any host; the gateway still refuses non-public addresses that only `*` allows)."""
     host = host.lower().rstrip(".")
     for target in targets:
         target = target.lower().rstrip(".")
+        if target == "*":
+            return True
         if target.startswith("*."):
             if host.endswith(target[1:]) and len(host) > len(target) - 1:
                 return True

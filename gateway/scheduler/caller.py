@@ -23,6 +23,7 @@ import urllib3
 
 from gateway.clock import SYSTEM_CLOCK
 from gateway.clock import Clock
+from gateway.outbound import TargetRefusedError
 from gateway.scheduler.policy import AttemptKind
 from gateway.scheduler.redaction import redacted
 from gateway.scheduler.redaction import secrets_of
@@ -127,6 +128,8 @@ class Caller:
         secrets = secrets_of(request)
         try:
             outcome = self._call(request, started)
+        except TargetRefusedError as exc:  # outbound safety: final, and says which setting
+            outcome = _no_response("error", "invalid_request", str(exc), self._elapsed_ms(started))
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             outcome = _failure(exc, request, self._elapsed_ms(started))
         except ValueError as exc:  # a bad URL or header that requests did not wrap

@@ -18,6 +18,7 @@ from datetime import datetime
 from datetime import timedelta
 from types import FrameType
 
+from gateway import outbound
 from gateway import signing
 from gateway.clock import SYSTEM_CLOCK
 from gateway.clock import Clock
@@ -76,7 +77,7 @@ class Scheduler:
 
         self.settings = settings
         self.token = token
-        self.caller = caller or Caller()
+        self.caller = caller or Caller(outbound.session_factory(settings))
         self.clock = clock
         self.pacing = pacing or LoopSettings(
             lease_seconds=settings.gateway_lease_seconds,
