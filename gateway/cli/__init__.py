@@ -19,6 +19,7 @@ def _register() -> None:
     # Imported here so that each command module can import `cli` helpers without a cycle.
     from gateway.cli.cron import cron
     from gateway.cli.export import export
+    from gateway.cli.imports import import_
     from gateway.cli.jobs import jobs
     from gateway.cli.keys import keys
     from gateway.cli.maintenance import maintenance_commands
@@ -28,6 +29,7 @@ def _register() -> None:
 
     cli.add_command(cron)
     cli.add_command(export)
+    cli.add_command(import_)
     cli.add_command(jobs)
     cli.add_command(keys)
     cli.add_command(runs)
