@@ -9,6 +9,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from gateway.api.openapi import openapi_document
+from gateway.api.schemas import JOB_FIELDS
+from gateway.jobspec import FIELDS
 
 
 def _served(app: Flask) -> set[tuple[str, str]]:
@@ -51,3 +53,7 @@ def test_openapi_json_is_served_without_a_token(client: FlaskClient) -> None:
     response = client.get("/openapi.json")
     assert response.status_code == 200 and response.json["openapi"].startswith("3.1")
     assert response.json == openapi_document()
+
+
+def test_every_job_field_validate_job_knows_has_a_typed_schema() -> None:
+    assert set(FIELDS) <= set(JOB_FIELDS), "add the new job field to gateway/api/schemas.py"

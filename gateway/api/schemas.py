@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.jobspec import FIELDS
 from gateway.jobspec import METHODS
 from gateway.jobspec import MISFIRES
 from gateway.jobspec import MODES
@@ -65,7 +66,10 @@ JOB_FIELDS: dict[str, Schema] = {
     "max_runs": null({"type": "integer", "minimum": 1}),
     "retry_abandoned": BOOL,
     "auto_pause_after": null({"type": "integer", "minimum": 1, "maximum": 1000}),
+    "signed": {"type": "boolean", "description": "send X-Cron-Signature to this target"},
 }
+# What a request may carry is what validate_job knows; a test checks each field is typed above.
+JOB_INPUT: dict[str, Schema] = {f: JOB_FIELDS.get(f, ANY) for f in FIELDS}
 JOB_STATE: dict[str, Schema] = {
     "run_count": INT,
     "pause_note": null(STR),
@@ -164,8 +168,8 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "Job": obj({**JOB_FIELDS, **JOB_STATE}),
     "JobList": obj({"jobs": {"type": "array", "items": ref("Job")}}),
-    "JobCreate": closed(JOB_FIELDS, ("name", "url")),
-    "JobPatch": closed(JOB_FIELDS),
+    "JobCreate": closed(JOB_INPUT, ("name", "url")),
+    "JobPatch": closed(JOB_INPUT),
     "Trigger": closed({"payload": {"description": "sent as the run's JSON body"}}),
     "Pause": closed(PAUSE_FIELDS),
     "Empty": closed({}),
