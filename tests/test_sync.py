@@ -225,12 +225,8 @@ def test_a_bad_job_in_a_manifest_is_reported_and_left_alone(
     sync(live, clock)
     redeclare(cron, "report", options={"retries": 3})
     report = sync(live, clock)
-    assert report.errors == [
-        f"{live.app_url}/crons: job 'report': unknown field 'retries' "
-        "(known: name, title, description, url, method, headers, payload, schedule, tz, mode, "
-        "enabled, tags, timeout, max_attempts, backoff, overlap, misfire, catchup_window, "
-        "max_runs, retry_abandoned, auto_pause_after)"
-    ]
+    [error] = report.errors
+    assert error.startswith(f"{live.app_url}/crons: job 'report': unknown field 'retries' (known: ")
     assert report.orphaned == [] and stored("report")["state"] == "enabled"
     assert report.unchanged == ["adhoc", "cleanup"]
 
