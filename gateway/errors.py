@@ -43,3 +43,14 @@ class ConfigError(GatewayError):
     """A setting that makes the process unable to start; raised at startup, never later."""
 
     code = "config"
+
+
+class RateLimitedError(GatewayError):
+    """Too many failed attempts from one address: refused, unchecked, for `retry_after` s."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("too many failed attempts, retry later")
+        self.retry_after = retry_after

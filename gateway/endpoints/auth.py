@@ -6,16 +6,21 @@ from datetime import datetime
 from urllib.parse import quote
 from urllib.parse import urlsplit
 
+from flask import Flask
 from flask import Request
+from flask import current_app
 
 from gateway import signing
 from gateway import tokens
 from gateway.config import Settings
+from gateway.errors import RateLimitedError
 from gateway.store.keys import Caller
 from gateway.store.keys import verify_key
+from gateway.throttle import Throttle
 
 BOOTSTRAP_CALLER = "GATEWAY_CRON_TOKEN"
 ADMIN_BOOTSTRAP_CALLER = "GATEWAY_ADMIN_TOKEN"
+THROTTLE_EXTENSION = "gateway_throttle"
 
 
 def presented_token(request: Request, settings: Settings) -> str | None:
@@ -32,9 +37,26 @@ def presented_token(request: Request, settings: Settings) -> str | None:
 
 
 def authenticate(request: Request, settings: Settings, now: datetime) -> Caller | None:
-    """Return the caller if the request's token is a bootstrap token or an active key."""
+    """Return the caller if the request's token is a bootstrap token or an active key.
+
+    An address that sent too many wrong tokens lately gets RateLimitedError (429) before its
+    token is even looked at: a right guess during the penalty would otherwise still tell.
+    """
+    throttle = throttle_of(current_app, settings)
+    wait = throttle.retry_after(request.remote_addr, now.timestamp())
+    if wait is not None:
+        raise RateLimitedError(wait)
     token = presented_token(request, settings)
-    if not token or len(token) > 512:
+    if not token:
+        return None
+    caller = _check(token, settings, now)
+    if caller is None:
+        throttle.failed(request.remote_addr, now.timestamp())
+    return caller
+
+
+def _check(token: str, settings: Settings, now: datetime) -> Caller | None:
+    if len(token) > 512:
         return None
     # Compare against both bootstrap tokens always, so timing does not tell which exists.
     is_cron = settings.cron_token is not None and tokens.same(token, settings.cron_token)
@@ -44,6 +66,16 @@ def authenticate(request: Request, settings: Settings, now: datetime) -> Caller 
     if is_admin:
         return Caller(ADMIN_BOOTSTRAP_CALLER, "admin")
     return verify_key(token, now)
+
+
+def throttle_of(app: Flask, settings: Settings) -> Throttle:
+    """Return the app's throttle of failed attempts (one per app, so one per worker)."""
+    throttle = app.extensions.get(THROTTLE_EXTENSION)
+    if throttle is None:
+        fresh = Throttle(settings.throttle_failures, settings.throttle_window_seconds)
+        throttle = app.extensions.setdefault(THROTTLE_EXTENSION, fresh)
+    assert isinstance(throttle, Throttle)
+    return throttle
 
 
 def signature_ok(request: Request, settings: Settings, now: datetime) -> bool:

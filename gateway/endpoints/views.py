@@ -28,6 +28,7 @@ from gateway.endpoints.runner import Execution
 from gateway.endpoints.runner import Result
 from gateway.errors import ConflictError
 from gateway.errors import GatewayError
+from gateway.errors import RateLimitedError
 from gateway.errors import ValidationError
 from gateway.store import leases
 from gateway.store import runs
@@ -54,6 +55,10 @@ def make_blueprint(cron: CronJobs) -> Blueprint:
     @bp.errorhandler(GatewayError)
     def _gateway_error(e: GatewayError) -> tuple[dict[str, Any], int]:
         return _error(e.message, e.status)
+
+    @bp.errorhandler(RateLimitedError)
+    def _rate_limited(e: RateLimitedError) -> tuple[dict[str, Any], int, dict[str, str]]:
+        return {"error": e.message}, e.status, {"Retry-After": str(e.retry_after)}
 
     @bp.errorhandler(HTTPException)
     def _http_error(e: HTTPException) -> tuple[dict[str, Any], int]:

@@ -1,0 +1,69 @@
+"""Throttle: bad tokens per remote address in a sliding window; over the limit, 429 for a while.
+
+State lives in the memory of one process (each gunicorn worker keeps its own), bounded by an
+LRU of addresses. IPv6 callers are counted per /64, the block one host usually gets.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import threading
+from collections import OrderedDict
+from collections import deque
+
+MAX_ADDRESSES = 10_000
+
+
+class Throttle:
+    """Counts failures per address; `retry_after` says how long an address must wait."""
+
+    def __init__(
+        self, failures: int = 10, window_seconds: float = 60.0, max_addresses: int = MAX_ADDRESSES
+    ) -> None:
+        self.failures = failures
+        self.window = window_seconds
+        self.max_addresses = max_addresses
+        self._seen: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def retry_after(self, address: str | None, now: float) -> int | None:
+        """Return the seconds until `address` may try again, or None if it may try now."""
+        key = client_key(address)
+        with self._lock:
+            times = self._seen.get(key)
+            if times is None or len(times) < self.failures:
+                return None
+            # Only the last `failures` failures are kept: the oldest of them decides.
+            wait = times[0] + self.window - now
+            if wait <= 0:
+                return None
+            return max(1, math.ceil(wait))
+
+    def failed(self, address: str | None, now: float) -> None:
+        """Count one failure (a wrong token) from `address` at `now`."""
+        key = client_key(address)
+        with self._lock:
+            times = self._seen.pop(key, None)
+            if times is None:
+                times = deque(maxlen=self.failures)
+            times.append(now)
+            self._seen[key] = times  # most recent last: the LRU end
+            while len(self._seen) > self.max_addresses:
+                self._seen.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+def client_key(address: str | None) -> str:
+    """Return what failures are counted by: the IPv4 address, or the IPv6 /64."""
+    if not address:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:100]
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is None:
+        return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
+    return str(ip.ipv4_mapped or ip) if isinstance(ip, ipaddress.IPv6Address) else str(ip)
