@@ -65,7 +65,7 @@ def _conditions(filters: JobFilters) -> Any:
     where: Any = Job.deleted_at.is_null()
     if filters.tag:
         # Tags are stored as JSON text: a quoted slug matches exactly one tag.
-        where &= _contains(Job.tags, f'"{filters.tag}"', case=True)
+        where &= _contains(Job.tags, f'"{filters.tag}"')
     if filters.status == "never":
         where &= Job.last_status.is_null()
     elif filters.status:
@@ -83,10 +83,10 @@ def _conditions(filters: JobFilters) -> Any:
     return where
 
 
-def _contains(field: Any, text: str, *, case: bool = False) -> Any:
-    """Return `field` contains `text`, with LIKE's wildcards taken literally."""
+def _contains(field: Any, text: str) -> Any:
+    """Return `field` contains `text` (any case), with LIKE's wildcards taken literally."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     pattern = NodeList(
         (Value(f"%{escaped}%", converter=False), SQL("ESCAPE"), Value("\\", converter=False))
     )
-    return Expression(field, OP.LIKE if case else OP.ILIKE, pattern)
+    return Expression(field, OP.ILIKE, pattern)
