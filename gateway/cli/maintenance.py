@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import asdict
 from datetime import datetime
 
 import click
@@ -15,6 +16,7 @@ from gateway.backfill import ended_statuses
 from gateway.cli.common import echo_json
 from gateway.cli.common import open_store
 from gateway.clock import SYSTEM_CLOCK
+from gateway.doctor import run_checks
 from gateway.store.retention import PruneReport
 from gateway.store.retention import prune as prune_runs
 
@@ -137,4 +139,23 @@ def _summary_line(summary: dict[str, object]) -> str:
     return line
 
 
-maintenance_commands = [prune, backfill]
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@click.pass_context
+def doctor(ctx: click.Context, as_json: bool) -> None:
+    """Check settings, database, schema, tokens, targets, clock and gateway; say what to fix.
+
+    Exit 0 if nothing failed (warnings allowed), 1 otherwise.
+    """
+    checks = run_checks(SYSTEM_CLOCK)
+    if as_json:
+        echo_json([asdict(c) for c in checks])
+    else:
+        for check in checks:
+            click.echo(f"{check.status:<4}  {check.name}: {check.message}")
+            if check.fix and check.status != "OK":
+                click.echo(f"      fix: {check.fix}")
+    ctx.exit(1 if any(c.status == "FAIL" for c in checks) else 0)
+
+
+maintenance_commands = [prune, backfill, doctor]
