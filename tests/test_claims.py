@@ -73,7 +73,8 @@ def test_a_queued_run_is_dispatched_once_with_what_the_call_needs(
         30.0,
     )
     run = Run.get_by_id(sent.run_id)
-    assert (run.status, run.gateway, run.lateness_ms) == ("dispatched", "gw-1", 40)
+    assert (run.status, run.gateway, run.dispatched_at) == ("dispatched", "gw-1", clock.now())
+    assert sent.due_at == run.scheduled_for  # lateness is measured when the request leaves
 
 
 def test_after_an_outage_once_runs_the_newest_slot_and_records_the_rest_missed(
@@ -238,3 +239,43 @@ def test_on_the_day_clocks_go_forward_a_skipped_time_runs_at_the_jump(
     [run] = Run.select().where(Run.job == job)
     assert run.scheduled_for == datetime(2026, 3, 29, 1, 0, tzinfo=UTC)  # 03:00+02:00
     assert run.status == "success"
+
+
+def test_a_slot_left_queued_by_a_dead_gateway_yields_to_the_newest_under_once(
+    db: str, clock: FakeClock
+) -> None:
+    job = make_job(clock, schedule="*/10 * * * * *", misfire="once")
+    clock.advance(seconds=10)
+    claims.claim_due_slots(clock.now())  # :10 claimed, then its gateway died
+    clock.advance(seconds=25)  # :20 and :30 come due while nobody runs
+    claims.claim_due_slots(clock.now())
+    sent = claims.take_due_runs(clock.now(), "gw-2", APP)
+    assert [d.scheduled_for.second for d in sent] == [30]  # nothing is skipped as overlapping
+    assert statuses(job) == [
+        ("missed", "09:00:10"),
+        ("missed", "09:00:20"),
+        ("dispatched", "09:00:30"),
+    ]
+
+
+def test_a_late_queued_slot_is_missed_under_skip(db: str, clock: FakeClock) -> None:
+    job = make_job(clock, schedule="*/10 * * * * *", misfire="skip")
+    clock.advance(seconds=10)
+    claims.claim_due_slots(clock.now())
+    clock.advance(seconds=7)
+    assert claims.take_due_runs(clock.now(), "gw", APP) == []
+    assert statuses(job) == [("missed", "09:00:10")]
+
+
+def test_runs_of_a_gateway_judged_dead_are_abandoned_at_once(db: str, clock: FakeClock) -> None:
+    job = make_job(clock, schedule=None)
+    Gateway.create(
+        instance="gw", host="h", pid=1, started_at=clock.now(), seen_at=clock.now(), role="active"
+    )
+    clock.advance(seconds=9)
+    run = enqueue(job, "manual", clock.now())
+    claims.take_due_runs(clock.now(), "gw", APP)  # dispatched 1 s before the gateway is dead
+    clock.advance(seconds=2)
+    assert claims.reap(clock.now(), LEASE, LEASE) == 1
+    assert Run.get_by_id(run.id).status == "abandoned"
+    assert Gateway.get_by_id("gw").role == "lost"

@@ -18,6 +18,9 @@ from datetime import datetime
 from datetime import timedelta
 from types import FrameType
 
+from peewee import DatabaseError
+from peewee import InterfaceError
+
 from gateway import outbound
 from gateway import signing
 from gateway.clock import SYSTEM_CLOCK
@@ -46,7 +49,10 @@ from gateway.sync import sync_jobs
 logger = logging.getLogger("gateway.scheduler")
 
 ACTIVE_LEASE = "gateway:active"
-SYNC_RETRY_SECONDS = 5
+SYNC_RETRY_SECONDS = 5  # at start, until the apps answer
+SYNC_START_ATTEMPTS = 12
+RESYNC_SECONDS = 300
+MAX_BACKOFF_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -91,8 +97,9 @@ class Scheduler:
         self.wake = threading.Event()
         self.active = False
         self._next_housekeeping = 0.0
-        self._synced = False  # jobs from code and config are read at start, until it works
+        self._sync_attempts = 0
         self._next_sync = 0.0
+        self._failures = 0  # rounds failed in a row because the database was unavailable
         self.dispatcher = Dispatcher(self.send, self.pacing.workers, self.pacing.per_host)
 
     # -- the loop -------------------------------------------------------------------------
@@ -100,19 +107,62 @@ class Scheduler:
     def run(self) -> None:
         """Work until SIGTERM or SIGINT, then hand back what was not sent and stop."""
         self._install_signal_handlers()
-        ensure_open(self.settings.database_url)
-        gateways.register(
-            self.instance, socket.gethostname(), os.getpid(), self.clock.now(), "standby"
-        )
-        logger.info("gateway %s started", self.instance)
+        if not self._start():
+            return
         try:
             while not self.stopping.is_set():
-                while not self.stopping.is_set() and self.run_once():
-                    pass
+                delay = self._round()
                 self.wake.clear()
-                self.clock.wait(self.seconds_until_next_due(), self.wake)
+                self.clock.wait(delay, self.wake)
         finally:
             self.shutdown()
+
+    def _start(self) -> bool:
+        """Open the database (waiting while it is down) and register; False if stopped first."""
+        failures = 0
+        while not self.stopping.is_set():
+            try:
+                ensure_open(self.settings.database_url)
+                gateways.register(
+                    self.instance, socket.gethostname(), os.getpid(), self.clock.now(), "standby"
+                )
+            except (DatabaseError, InterfaceError) as e:
+                failures += 1
+                self.clock.wait(self._database_trouble("cannot start", e, failures), self.stopping)
+                continue
+            logger.info("gateway %s started", self.instance)
+            return True
+        return False
+
+    def _round(self) -> float:
+        """Run rounds while there is work; return how long to sleep. Never raises."""
+        try:
+            while not self.stopping.is_set() and self.run_once():
+                pass
+            delay = self.seconds_until_next_due()
+        except (DatabaseError, InterfaceError) as e:
+            self._failures += 1
+            return self._database_trouble("round failed", e, self._failures)
+        except Exception:  # a bug must not stop the gateway: log it and go on
+            logger.exception("gateway round failed")
+            return self.pacing.wake_interval
+        if self._failures:
+            logger.info("database reachable again after %d failed round(s)", self._failures)
+            self._failures = 0
+        return delay
+
+    def _database_trouble(self, what: str, error: Exception, failures: int) -> float:
+        """Log a database outage, drop the broken connection, return the backoff delay."""
+        delay = min(MAX_BACKOFF_SECONDS, 0.5 * float(2 ** min(failures - 1, 6)))
+        logger.warning(
+            "%s: database unavailable (%s: %s); retrying in %.1f s",
+            what,
+            type(error).__name__,
+            str(error).strip().splitlines()[0] if str(error).strip() else "",
+            delay,
+        )
+        database.close()  # the next round reconnects
+        return delay
 
     def run_once(self) -> bool:
         """Do one round: housekeeping, claim due slots, send due runs. True: call again."""
@@ -172,15 +222,37 @@ class Scheduler:
             timeout_s=dispatch.timeout_s,
             secrets=(self.token, *signing.secret_parts(signature)),
         )
+        sent_at = self.clock.now()
         outcome = self.caller.call(request)
+        base = dispatch.scheduled_for or dispatch.due_at or sent_at
+        lateness_ms = max(0, int((sent_at - base).total_seconds() * 1000))
         try:
-            self._record(dispatch, outcome)
+            self._record_until_stored(dispatch, outcome, lateness_ms)
         finally:
             self.wake.set()  # a retry may be due soon, or the job's next run may wait for this
 
-    def _record(self, dispatch: claims.Dispatch, outcome: Outcome) -> None:
+    def _record_until_stored(
+        self, dispatch: claims.Dispatch, outcome: Outcome, lateness_ms: int
+    ) -> None:
+        """Record the outcome, retrying through a database outage: a sent run must not stay
+        *dispatched* while its gateway lives. On shutdown, give up (the reaper takes over)."""
+        failures = 0
+        while True:
+            try:
+                self._record(dispatch, outcome, lateness_ms)
+                return
+            except (DatabaseError, InterfaceError) as e:
+                failures += 1
+                delay = self._database_trouble(
+                    f"recording run {dispatch.execution_id}", e, failures
+                )
+                if self.stopping.is_set():
+                    return
+                self.clock.wait(delay, self.stopping)
+
+    def _record(self, dispatch: claims.Dispatch, outcome: Outcome, lateness_ms: int) -> None:
         now = self.clock.now()
-        run = record_outcome(dispatch.run_id, _seen(outcome), now)
+        run = record_outcome(dispatch.run_id, _seen(outcome, lateness_ms), now)
         if run is None or run.status not in ("error", "timeout"):
             return
         job = Job.get_by_id(run.job_id)
@@ -212,7 +284,7 @@ class Scheduler:
                 "gateway %s is now %s", self.instance, "active" if self.active else "standby"
             )
         gateways.beat(self.instance, now, "active" if self.active else "standby")
-        if self.active and not self._synced:
+        if self.active:
             self._sync(now)
         if self.active:
             for job in resume_due(now):
@@ -223,21 +295,26 @@ class Scheduler:
                 logger.warning("marked %d run(s) abandoned: their gateway or worker died", reaped)
 
     def _sync(self, now: datetime) -> None:
-        """Read the apps' manifests and the jobs file; retried every few seconds until it works
-        (with `up`, the web app may still be starting)."""
+        """Read the apps' manifests and the jobs file: at start, every few seconds until it
+        works (with `up`, the web app may still be starting), then every few minutes, so jobs
+        added in code appear without a restart."""
         tick = self.clock.monotonic()
         if tick < self._next_sync:
             return
-        self._next_sync = tick + SYNC_RETRY_SECONDS
+        self._sync_attempts += 1
+        starting = self._sync_attempts <= SYNC_START_ATTEMPTS
+        self._next_sync = tick + (SYNC_RETRY_SECONDS if starting else RESYNC_SECONDS)
         try:
             report = sync_jobs(self.settings, now)
         except GatewayError as e:  # a bad jobs file: say so, keep scheduling what is stored
             logger.error("sync: %s", e.message)
             return
         for error in report.errors:
-            logger.warning("sync: %s (retrying in %d s)", error, SYNC_RETRY_SECONDS)
+            logger.warning("sync: %s", error)
         if not report.errors:
-            self._synced = True
+            self._sync_attempts = SYNC_START_ATTEMPTS  # from now on, the slow rhythm
+            self._next_sync = tick + RESYNC_SECONDS
+        if report.created or report.updated or report.orphaned or not report.errors:
             logger.info(
                 "sync: %d new, %d updated, %d unchanged, %d orphaned job(s)",
                 len(report.created),
@@ -286,7 +363,7 @@ class Scheduler:
             signal.signal(signal.SIGINT, handle)
 
 
-def _seen(outcome: Outcome) -> Seen:
+def _seen(outcome: Outcome, lateness_ms: int) -> Seen:
     """Return the store's view of a caller Outcome."""
     status = outcome.status
     if status == "success" and outcome.endpoint_status == "skipped":
@@ -299,4 +376,5 @@ def _seen(outcome: Outcome) -> Seen:
         summary=outcome.summary,
         error=outcome.error,
         accepted=outcome.accepted,
+        lateness_ms=lateness_ms,
     )

@@ -58,6 +58,7 @@ class Dispatch:
     payload: Any
     timeout_s: float
     signed: bool = True  # send X-Cron-Signature (when a signing secret is configured)
+    due_at: datetime | None = None  # a run without a slot is late from here
 
 
 M = TypeVar("M", bound=Model)
@@ -189,12 +190,12 @@ def _dispatch_one(run: Run, now: datetime, gateway: str, app_url: str) -> Dispat
     if job.deleted_at is not None:
         finish(run, "canceled", now, error="the job was deleted before this run was sent")
         return None
-    late = run.scheduled_for is not None and now - run.scheduled_for > timedelta(
-        seconds=job.catchup_window
-    )
-    if run.trigger == "schedule" and late and run.attempt == 1:
-        finish(run, "missed", now, error="waited in the queue past the catch-up window")
+    reason = _misfired(run, job, now)
+    if reason is not None:
+        finish(run, "missed", now, error=reason)
         return None
+    policy = misfire_policy(job)
+    catch_up = run.trigger == "schedule" and now - run.scheduled_for > policy.grace
     active = list(
         Run.select().where(
             (Run.job == job.id) & Run.status.in_(("dispatched", "running")) & (Run.id != run.id)
@@ -202,7 +203,7 @@ def _dispatch_one(run: Run, now: datetime, gateway: str, app_url: str) -> Dispat
     )
     decision = decide_overlap(cast(OverlapMode, job.overlap), bool(active))
     if decision == "skip":
-        if run.trigger != "schedule" or late:
+        if run.trigger != "schedule" or catch_up:
             return None  # a manual, retry or catch-up run waits for the running one to end
         finish(run, "skipped", now, error="the previous run was still going (overlap: forbid)")
         return None
@@ -210,10 +211,9 @@ def _dispatch_one(run: Run, now: datetime, gateway: str, app_url: str) -> Dispat
         for old in active:
             finish(old, "canceled", now, error="replaced by a newer run (overlap: replace)")
             Run.update(cancel_requested_at=now).where(Run.id == old.id).execute()
-    lateness = int((now - (run.scheduled_for or run.due_at)).total_seconds() * 1000)
-    Run.update(
-        status="dispatched", dispatched_at=now, gateway=gateway, lateness_ms=max(0, lateness)
-    ).where((Run.id == run.id) & (Run.status == "queued")).execute()
+    Run.update(status="dispatched", dispatched_at=now, gateway=gateway).where(
+        (Run.id == run.id) & (Run.status == "queued")
+    ).execute()
     return Dispatch(
         run_id=run.id,
         execution_id=run.execution_id,
@@ -227,7 +227,37 @@ def _dispatch_one(run: Run, now: datetime, gateway: str, app_url: str) -> Dispat
         payload=run.payload if run.payload is not None else job.payload,
         timeout_s=float(job.timeout),
         signed=bool(job.signed),
+        due_at=run.due_at,
     )
+
+
+def _misfired(run: Run, job: Job, now: datetime) -> str | None:
+    """Return why a queued scheduled slot must end *missed* instead of running, or None.
+
+    Claimed slots can wait in the queue (their gateway died before sending them): when they
+    are finally taken, the misfire policy applies to them as to any late slot.
+    """
+    if run.trigger != "schedule" or run.attempt != 1 or run.scheduled_for is None:
+        return None
+    policy = misfire_policy(job)
+    behind = now - run.scheduled_for
+    if behind <= policy.grace:
+        return None  # on time
+    if behind > policy.catchup_window:
+        return "waited in the queue past the catch-up window"
+    if policy.mode == "skip":
+        return "sent too late (misfire: skip)"
+    newer = Run.select().where(
+        (Run.job == job.id)
+        & (Run.trigger == "schedule")
+        & (Run.attempt == 1)
+        & (Run.status == "queued")
+        & (Run.scheduled_for > run.scheduled_for)
+        & (Run.due_at <= now)
+    )
+    if policy.mode == "once" and newer.exists():
+        return "a newer slot of this job runs instead (misfire: once)"
+    return None
 
 
 def absolute_url(url: str, app_url: str) -> str:
@@ -267,14 +297,17 @@ def reap(now: datetime, lease: timedelta, run_lease: timedelta) -> int:
         Run.select(Run, Job)
         .join(Job)
         .where(
-            ((Run.status == "dispatched") & (Run.gateway.in_(dead) | Run.gateway.is_null()))
-            & (Run.dispatched_at < now - lease)
+            (Run.status == "dispatched")
+            & (Run.gateway.in_(dead) | (Run.gateway.is_null() & (Run.dispatched_at < now - lease)))
             | ((Run.status == "running") & (Run.heartbeat_at < now - run_lease))
         )
         .limit(500)
     )
     count = 0
     with write_transaction():
+        Gateway.update(role="lost").where(
+            (Gateway.seen_at < now - lease) & Gateway.role.in_(("active", "standby"))
+        ).execute()
         for run in _locked(stale):
             reason = ABANDONED_BY_GATEWAY if run.status == "dispatched" else ABANDONED_BY_WORKER
             finish(run, "abandoned", now, error=reason)

@@ -25,6 +25,7 @@ class Seen:
     summary: Any = None
     error: str | None = None
     accepted: bool = False  # 202: the endpoint goes on in the background
+    lateness_ms: int | None = None  # the request left this long after its slot (or due time)
 
 
 def record_outcome(run_id: int, seen: Seen, now: datetime) -> Run | None:
@@ -39,7 +40,11 @@ def record_outcome(run_id: int, seen: Seen, now: datetime) -> Run | None:
         run = Run.get_or_none(Run.id == run_id)
         if run is None:
             return None
-        http = {"http_status": seen.http_status, "response_excerpt": seen.response_excerpt}
+        http = {
+            "http_status": seen.http_status,
+            "response_excerpt": seen.response_excerpt,
+            "lateness_ms": seen.lateness_ms,
+        }
         Run.update(http).where(Run.id == run.id).execute()
         if run.status == "dispatched" and not seen.accepted:
             finish(
