@@ -235,11 +235,14 @@ def _misfired(run: Run, job: Job, now: datetime) -> str | None:
     """Return why a queued scheduled slot must end *missed* instead of running, or None.
 
     Claimed slots can wait in the queue (their gateway died before sending them): when they
-    are finally taken, the misfire policy applies to them as to any late slot.
+    are finally taken, the misfire policy applies to them as to any late slot, and under
+    `once` or `skip` a slot claimed later (by the gateway that took over) runs instead.
     """
     if run.trigger != "schedule" or run.attempt != 1 or run.scheduled_for is None:
         return None
     policy = misfire_policy(job)
+    if policy.mode != "all" and _claimed_later(run, job, now):
+        return f"a newer slot of this job runs instead (misfire: {policy.mode})"
     behind = now - run.scheduled_for
     if behind <= policy.grace:
         return None  # on time
@@ -247,17 +250,24 @@ def _misfired(run: Run, job: Job, now: datetime) -> str | None:
         return "waited in the queue past the catch-up window"
     if policy.mode == "skip":
         return "sent too late (misfire: skip)"
-    newer = Run.select().where(
-        (Run.job == job.id)
-        & (Run.trigger == "schedule")
-        & (Run.attempt == 1)
-        & (Run.status == "queued")
-        & (Run.scheduled_for > run.scheduled_for)
-        & (Run.due_at <= now)
-    )
-    if policy.mode == "once" and newer.exists():
-        return "a newer slot of this job runs instead (misfire: once)"
     return None
+
+
+def _claimed_later(run: Run, job: Job, now: datetime) -> bool:
+    """Return True if a newer slot of the job, claimed in a later round, is due too."""
+    return bool(
+        Run.select()
+        .where(
+            (Run.job == job.id)
+            & (Run.trigger == "schedule")
+            & (Run.attempt == 1)
+            & (Run.status == "queued")
+            & (Run.scheduled_for > run.scheduled_for)
+            & (Run.queued_at > run.queued_at)
+            & (Run.due_at <= now)
+        )
+        .exists()
+    )
 
 
 def absolute_url(url: str, app_url: str) -> str:
