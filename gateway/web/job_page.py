@@ -135,7 +135,8 @@ def preview() -> Any:
         schedule = Schedule(expr, tz, name=name)
         times = schedule.dst_notes(now(), 5)
     except InvalidSchedule as e:
-        return {"ok": False, "error": e.message, "field": e.field}, 400
+        # 200: the check worked and its answer is "no" (a 4xx would read as a failed fetch).
+        return {"ok": False, "error": e.message, "field": e.field}
     return {
         "ok": True,
         "description": schedule.explain(),

@@ -86,6 +86,15 @@
     }
     expr.addEventListener("input", later);
     tz.addEventListener("input", later);
+    // A schedule the server already called invalid is not sent: say so where the eye is.
+    form.addEventListener("submit", function (event) {
+      const bad = form.querySelector('[aria-invalid="true"]');
+      if (bad) {
+        event.preventDefault();
+        bad.focus();
+        out.classList.add("bad");
+      }
+    });
   }
 
   // JSON text areas: say at once whether the text is valid JSON.
