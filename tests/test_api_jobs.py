@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from gateway.errors import RateLimitedError
 from gateway.store import keys
 from gateway.store.models import MODELS
 from gateway.store.models import Job
@@ -276,3 +277,15 @@ def test_an_unexpected_exception_is_a_logged_500_without_a_traceback(
         "error": {"code": "internal", "message": "internal error", "field": None}
     }
     assert "secret internals" in caplog.text
+
+
+def test_a_throttled_address_gets_429_with_retry_after(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def throttled(*args: Any, **kwargs: Any) -> Any:
+        raise RateLimitedError(30)
+
+    monkeypatch.setattr("gateway.api.auth.authenticate", throttled)
+    response = client.get("/api/jobs", headers=AUTH)
+    assert error_of(response) == (429, "rate_limited", None)
+    assert response.headers["Retry-After"] == "30"

@@ -10,6 +10,7 @@ from flask import request
 from werkzeug.exceptions import HTTPException
 
 from gateway.errors import GatewayError
+from gateway.errors import RateLimitedError
 
 logger = logging.getLogger("gateway.api")
 API_PREFIX = "/api"
@@ -23,7 +24,7 @@ _HTTP_CODES = {
     405: "method_not_allowed",
     413: "too_large",
     415: "unsupported_media_type",
-    429: "too_many_requests",
+    429: "rate_limited",
 }
 
 
@@ -45,9 +46,10 @@ def error_body(code: str, message: str, field: str | None = None) -> dict[str, A
     return {"error": {"code": code, "message": message, "field": field}}
 
 
-def gateway_error(e: GatewayError) -> tuple[dict[str, Any], int]:
+def gateway_error(e: GatewayError) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Render a GatewayError (bad input, unknown job, conflict, throttled) as it is."""
-    return e.as_dict(), e.status
+    headers = {"Retry-After": str(e.retry_after)} if isinstance(e, RateLimitedError) else {}
+    return e.as_dict(), e.status, headers
 
 
 def http_error(e: HTTPException) -> tuple[dict[str, Any], int]:
