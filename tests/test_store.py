@@ -249,3 +249,17 @@ def test_a_dropped_postgresql_connection_is_replaced_on_next_use(db: str) -> Non
         database.execute_sql("SELECT 1")  # the statement that finds it dead fails, once
     assert database.execute_sql("SELECT 1").fetchone() == (1,)
     assert database.execute_sql("SELECT pg_backend_pid()").fetchone()[0] != pid
+
+
+def test_a_gateway_registers_beats_and_retires(db: str, clock: FakeClock) -> None:
+    from gateway.store import gateways
+    from gateway.store.models import Gateway
+
+    gateways.register("gw-1", "host", 42, clock.now(), "standby")
+    gateways.register("gw-1", "host", 43, clock.now(), "standby")  # a restart with the same id
+    clock.advance(seconds=3)
+    gateways.beat("gw-1", clock.now(), "active")
+    row = Gateway.get_by_id("gw-1")
+    assert (row.pid, row.role, row.seen_at) == (43, "active", clock.now())
+    gateways.retire("gw-1", clock.now())
+    assert [g.role for g in gateways.list_gateways()] == ["stopped"]

@@ -9,9 +9,10 @@ from gateway.store.models import Gateway
 
 def register(instance: str, host: str, pid: int, now: datetime, role: str) -> None:
     """Insert this gateway's row (instance ids are unique per process start)."""
-    Gateway.insert(
-        instance=instance, host=host, pid=pid, started_at=now, seen_at=now, role=role
-    ).on_conflict_replace().execute()
+    row = {"host": host, "pid": pid, "started_at": now, "seen_at": now, "role": role}
+    Gateway.insert(instance=instance, **row).on_conflict(
+        conflict_target=[Gateway.instance], update=row
+    ).execute()
 
 
 def beat(instance: str, now: datetime, role: str) -> None:
