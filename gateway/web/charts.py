@@ -23,7 +23,7 @@ def duration_chart(runs: Sequence[RunBrief]) -> Markup:
         return Markup('<p class="muted">No finished runs with a duration yet.</p>')
     timed.sort(key=lambda r: r.id)
     top = max(r.duration_ms or 0 for r in timed) or 1
-    step = (WIDTH - PAD) / len(timed)
+    step = min(24.0, (WIDTH - PAD) / len(timed))  # a few runs: thin bars, not one slab
     bars = []
     for i, run in enumerate(timed):
         h = max(1.0, (run.duration_ms or 0) / top * (HEIGHT - PAD))
