@@ -63,7 +63,7 @@ def scheduler(settings: Settings, clock: FakeClock, app_url: str) -> Iterator[Sc
         replace(settings, app_url=app_url),
         CRON_TOKEN,
         clock=clock,
-        pacing=LoopSettings(workers=4, per_host=2),
+        pacing=LoopSettings(workers=4, per_host=2, prune_after_seconds=None),
         rng=random.Random(7),
     )
     Gateway.create(
@@ -209,3 +209,27 @@ def test_a_pause_with_an_end_time_is_lifted_by_the_gateway(
     round_trip(scheduler)
     assert Job.get_by_id(row.id).enabled
     assert [r.status for r in runs_of(row)] == ["success"]  # the once fate: one run for :10
+
+
+def test_the_gateway_prunes_runs_past_retention_in_the_background(
+    settings: Settings, clock: FakeClock, app_url: str
+) -> None:
+    import time
+
+    pruning = Scheduler(
+        replace(settings, app_url=app_url, retention_days=30),
+        CRON_TOKEN,
+        clock=clock,
+        pacing=LoopSettings(workers=1, per_host=1, prune_after_seconds=0.0),
+    )
+    row = job(clock, "tick", schedule=None)
+    old = enqueue(row, "manual", clock.now() - timedelta(days=40))
+    Run.update(status="success").where(Run.id == old.id).execute()
+    fresh = enqueue(row, "manual", clock.now() - timedelta(days=1))
+    Run.update(status="success").where(Run.id == fresh.id).execute()
+    pruning.run_once()
+    deadline = time.monotonic() + 5
+    while Run.select().where(Run.id == old.id).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [r.id for r in runs_of(row)] == [fresh.id]
+    pruning.dispatcher.close()

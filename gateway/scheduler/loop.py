@@ -44,6 +44,7 @@ from gateway.store.models import Job
 from gateway.store.outcomes import Seen
 from gateway.store.outcomes import queue_retry
 from gateway.store.outcomes import record_outcome
+from gateway.store.retention import prune_once
 from gateway.sync import sync_jobs
 
 logger = logging.getLogger("gateway.scheduler")
@@ -53,6 +54,7 @@ SYNC_RETRY_SECONDS = 5  # at start, until the apps answer
 SYNC_START_ATTEMPTS = 12
 RESYNC_SECONDS = 300
 MAX_BACKOFF_SECONDS = 30.0
+PRUNE_EVERY_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class LoopSettings:
     workers: int = 32
     per_host: int = 16
     shutdown_grace: float = 25.0  # SIGTERM: wait this long for calls in flight
+    prune_after_seconds: float | None = 60.0  # first retention prune (then daily); None: off
 
 
 class Scheduler:
@@ -100,6 +103,8 @@ class Scheduler:
         self._sync_attempts = 0
         self._next_sync = 0.0
         self._failures = 0  # rounds failed in a row because the database was unavailable
+        first_prune = self.pacing.prune_after_seconds
+        self._next_prune = None if first_prune is None else self.clock.monotonic() + first_prune
         self.dispatcher = Dispatcher(self.send, self.pacing.workers, self.pacing.per_host)
 
     # -- the loop -------------------------------------------------------------------------
@@ -284,15 +289,18 @@ class Scheduler:
                 "gateway %s is now %s", self.instance, "active" if self.active else "standby"
             )
         gateways.beat(self.instance, now, "active" if self.active else "standby")
-        if self.active:
-            self._sync(now)
-        if self.active:
-            for job in resume_due(now):
-                logger.info("job %s resumed: its pause ended", job.name)
-            run_lease = timedelta(seconds=self.settings.lease_seconds)
-            reaped = claims.reap(now, self.lease, run_lease)
-            if reaped:
-                logger.warning("marked %d run(s) abandoned: their gateway or worker died", reaped)
+        if not self.active:
+            return
+        self._sync(now)
+        if self._next_prune is not None and tick >= self._next_prune:
+            self._next_prune = tick + PRUNE_EVERY_SECONDS
+            self._prune_in_background(now)
+        for job in resume_due(now):
+            logger.info("job %s resumed: its pause ended", job.name)
+        run_lease = timedelta(seconds=self.settings.lease_seconds)
+        reaped = claims.reap(now, self.lease, run_lease)
+        if reaped:
+            logger.warning("marked %d run(s) abandoned: their gateway or worker died", reaped)
 
     def _sync(self, now: datetime) -> None:
         """Read the apps' manifests and the jobs file: at start, every few seconds until it
@@ -322,6 +330,20 @@ class Scheduler:
                 len(report.unchanged),
                 len(report.orphaned),
             )
+
+    def _prune_in_background(self, now: datetime) -> None:
+        """Delete runs past retention in a thread: short batches, so claims go on meanwhile."""
+
+        def prune() -> None:
+            try:
+                report = prune_once(self.settings, now)
+                logger.info("retention: %s", report)
+            except Exception:  # next day's prune tries again
+                logger.exception("retention: prune failed")
+            finally:
+                database.close()
+
+        threading.Thread(target=prune, name="prune", daemon=True).start()
 
     def _hold_lease(self, now: datetime) -> bool:
         """Return True if this gateway may work: always on PostgreSQL, by lease on SQLite."""

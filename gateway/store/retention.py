@@ -11,7 +11,7 @@ from typing import Any
 from peewee import fn
 
 from gateway.config import Settings
-from gateway.store.db import database
+from gateway.store.db import write_transaction
 from gateway.store.models import Run
 from gateway.store.runs import TERMINAL_STATUSES
 
@@ -76,7 +76,7 @@ def _delete(condition: Any, batch: int, dry_run: bool) -> tuple[int, int]:
         return Run.select().where(where).count(), 0
     total = batches = 0
     while True:
-        with database.atomic():
+        with write_transaction():  # BEGIN IMMEDIATE: read then delete, never 'locked'
             ids = [r.id for r in Run.select(Run.id).where(where).order_by(Run.id).limit(batch)]
             if ids:
                 # Re-check the status: a row cannot become active again, but say so in SQL.
