@@ -1,8 +1,4 @@
-"""The jobs page's query: live jobs by name with filters, a page at a time (keyset on name).
-
-It belongs with the job service functions in gateway/store/jobs.py; it lives here until it
-moves there. Views still only call functions: no SQL in a view.
-"""
+"""Job listing queries for the jobs page: filters, keyset pages by name, all in SQL."""
 
 from __future__ import annotations
 

@@ -15,15 +15,15 @@ from flask import url_for
 from gateway.errors import GatewayError
 from gateway.schedule import Schedule
 from gateway.store import jobs as store
+from gateway.store.job_queries import STATES
+from gateway.store.job_queries import JobFilters
+from gateway.store.job_queries import page_jobs
 from gateway.store.models import RUN_STATUSES
 from gateway.store.models import Job
 from gateway.store.runs import recent_runs_of
 from gateway.web import forms
 from gateway.web.context import back_to
 from gateway.web.context import now
-from gateway.web.queries import STATES
-from gateway.web.queries import JobFilters
-from gateway.web.queries import page_jobs
 
 PAGE_SIZE = 50
 STRIP_LENGTH = 20
