@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from gateway.store import runs as store
+from gateway.store import run_queries as store
 from gateway.store.jobs import create_job
 from gateway.store.models import Job
 from gateway.store.models import Run
+from gateway.store.runs import new_execution_id
 from tests.conftest import ADMIN_TOKEN
 from tests.fakes import FakeClock
 
@@ -27,7 +28,7 @@ def _job(name: str, settings: Any) -> Job:
 
 def _run(job: Job, n: int, **fields: Any) -> Run:
     values: dict[str, Any] = {
-        "execution_id": store.new_execution_id(),
+        "execution_id": new_execution_id(),
         "job": job,
         "trigger": "schedule",
         "status": "success",
@@ -129,7 +130,7 @@ def test_one_execution_shows_every_attempt(
     client: FlaskClient, settings: Any, clock: FakeClock
 ) -> None:
     job = _job("retried", settings)
-    execution = store.new_execution_id()
+    execution = new_execution_id()
     _run(job, 1, execution_id=execution, status="error", error="boom", log="first try")
     _run(job, 2, execution_id=execution, attempt=2, status="success", log="second try")
     body = _get(client, f"/api/runs/{execution}")

@@ -17,6 +17,7 @@ from gateway.endpoints.context import RunContext
 from gateway.errors import GatewayError
 from gateway.store import keys
 from gateway.store import leases
+from gateway.store import run_queries
 from gateway.store import runs
 from gateway.store.models import Job
 from gateway.store.models import Run
@@ -245,7 +246,7 @@ def test_no_token_reaches_a_response_or_a_stored_row(client: FlaskClient) -> Non
     assert response.status_code == 500 and CRON_TOKEN not in response.text
     assert "[redacted]" in response.json["error"]
     for run in Run.select():
-        assert CRON_TOKEN not in json.dumps(runs.run_as_dict(run))
+        assert CRON_TOKEN not in json.dumps(run_queries.run_as_dict(run))
         assert CRON_TOKEN not in " ".join(str(v) for v in run.__data__.values())
 
 

@@ -12,6 +12,7 @@ from gateway.errors import ConfigError
 from gateway.errors import ConflictError
 from gateway.store import keys
 from gateway.store import leases
+from gateway.store import run_queries
 from gateway.store import runs
 from gateway.store.db import database
 from gateway.store.jobs import ensure_job
@@ -170,10 +171,10 @@ def test_runs_are_listed_newest_first_with_filters(db: str, clock: FakeClock) ->
     for job in (a, b, a):
         run = runs.start_run(job, runs.Origin(), "c", None, clock.now())
         runs.finish_run(run.id, "success" if job is a else "error", clock.now(), duration_ms=5)
-    assert [r.job.name for r in runs.list_runs()] == ["a", "b", "a"]
-    assert [r.job.name for r in runs.list_runs(job="b")] == ["b"]
-    assert len(runs.list_runs(status="success", limit=1)) == 1
-    as_dict = runs.run_as_dict(runs.list_runs(job="b")[0])
+    assert [r.job.name for r in run_queries.list_runs()] == ["a", "b", "a"]
+    assert [r.job.name for r in run_queries.list_runs(job="b")] == ["b"]
+    assert len(run_queries.list_runs(status="success", limit=1)) == 1
+    as_dict = run_queries.run_as_dict(run_queries.list_runs(job="b")[0])
     assert as_dict["status"] == "error" and as_dict["started_at"].endswith("+00:00")
 
 

@@ -18,8 +18,8 @@ from gateway.store.models import Gateway
 from gateway.store.models import Job
 from gateway.store.models import Key
 from gateway.store.models import Run
+from gateway.store.run_queries import recent_runs_of
 from gateway.store.runs import new_execution_id
-from gateway.store.runs import recent_runs_of
 from tests.fakes import FakeClock
 from tests.test_web_auth import login
 

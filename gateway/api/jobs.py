@@ -13,7 +13,7 @@ from gateway.api.context import settings
 from gateway.errors import NotFoundError
 from gateway.jobspec import check_payload
 from gateway.store import jobs as store
-from gateway.store.runs import run_as_dict
+from gateway.store.run_queries import run_as_dict
 
 PAUSE_FIELDS = ("note", "until", "fate")
 

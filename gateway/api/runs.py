@@ -15,10 +15,10 @@ from gateway.store.jobs import get_job
 from gateway.store.models import RUN_STATUSES
 from gateway.store.models import TRIGGERS
 from gateway.store.models import Run
-from gateway.store.runs import RunFilters
-from gateway.store.runs import attempts_of
-from gateway.store.runs import page_runs
-from gateway.store.runs import run_as_dict
+from gateway.store.run_queries import RunFilters
+from gateway.store.run_queries import attempts_of
+from gateway.store.run_queries import page_runs
+from gateway.store.run_queries import run_as_dict
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500

@@ -24,9 +24,9 @@ from gateway.store.fleet import resume_many
 from gateway.store.jobs import FATES
 from gateway.store.models import Job
 from gateway.store.models import Run
+from gateway.store.run_queries import find_run
+from gateway.store.run_queries import run_as_dict
 from gateway.store.runs import TERMINAL_STATUSES
-from gateway.store.runs import find_run
-from gateway.store.runs import run_as_dict
 
 POLL_SECONDS = 0.2
 # A failed attempt's retry is queued just after the failure is recorded: wait this long for it.

@@ -10,8 +10,8 @@ from gateway.cli.common import echo_json
 from gateway.cli.common import echo_table
 from gateway.cli.common import open_store
 from gateway.store.models import RUN_STATUSES
-from gateway.store.runs import list_runs
-from gateway.store.runs import run_as_dict
+from gateway.store.run_queries import list_runs
+from gateway.store.run_queries import run_as_dict
 
 
 @click.group()

@@ -31,6 +31,7 @@ from gateway.errors import GatewayError
 from gateway.errors import RateLimitedError
 from gateway.errors import ValidationError
 from gateway.store import leases
+from gateway.store import run_queries
 from gateway.store import runs
 from gateway.store.db import database
 from gateway.store.jobs import ensure_job
@@ -92,7 +93,7 @@ def make_blueprint(cron: CronJobs) -> Blueprint:
         run = _find_run(name, execution_id)
         if run is None:
             return _error("no such run", 404)
-        return runs.run_as_dict(run)
+        return run_queries.run_as_dict(run)
 
     return bp
 
@@ -115,7 +116,7 @@ def _find_run(name: str, execution_id: str) -> Run | None:
         uuid.UUID(execution_id)
     except ValueError:
         return None
-    return runs.find_run(execution_id, job=name)
+    return run_queries.find_run(execution_id, job=name)
 
 
 def _origin() -> runs.Origin:

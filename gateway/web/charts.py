@@ -8,7 +8,7 @@ from datetime import datetime
 from markupsafe import Markup
 from markupsafe import escape
 
-from gateway.store.runs import RunBrief
+from gateway.store.run_queries import RunBrief
 from gateway.web.display import duration
 from gateway.web.display import tone
 

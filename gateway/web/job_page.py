@@ -23,9 +23,9 @@ from gateway.schedule import Schedule
 from gateway.store import jobs as store
 from gateway.store.models import RUN_STATUSES
 from gateway.store.models import TRIGGERS
-from gateway.store.runs import RunFilters
-from gateway.store.runs import page_runs
-from gateway.store.runs import recent_runs_of
+from gateway.store.run_queries import RunFilters
+from gateway.store.run_queries import page_runs
+from gateway.store.run_queries import recent_runs_of
 from gateway.web import charts
 from gateway.web import forms
 from gateway.web.context import now

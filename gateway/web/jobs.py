@@ -20,7 +20,7 @@ from gateway.store.job_queries import JobFilters
 from gateway.store.job_queries import page_jobs
 from gateway.store.models import RUN_STATUSES
 from gateway.store.models import Job
-from gateway.store.runs import recent_runs_of
+from gateway.store.run_queries import recent_runs_of
 from gateway.web import forms
 from gateway.web.context import back_to
 from gateway.web.context import now

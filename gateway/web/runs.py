@@ -8,7 +8,7 @@ from flask import Blueprint
 from flask import render_template
 
 from gateway.errors import NotFoundError
-from gateway.store.runs import attempts_of
+from gateway.store.run_queries import attempts_of
 from gateway.web.jobs import failed
 
 MAX_EXECUTION_ID = 36

@@ -28,6 +28,7 @@ import pytest
 import requests
 
 from gateway.store import leases
+from gateway.store import run_queries
 from gateway.store import runs
 from gateway.store.models import Run
 from tests.e2e.procs import Server
@@ -44,7 +45,7 @@ LEASE_SECONDS = 2.0  # what start_gunicorn writes to gateway.toml
 
 
 def _statuses(job: str) -> Counter[str]:
-    return Counter(r.status for r in runs.list_runs(job=job, limit=100))
+    return Counter(r.status for r in run_queries.list_runs(job=job, limit=100))
 
 
 # -- 1. status codes -------------------------------------------------------------------------
@@ -114,7 +115,7 @@ def test_status_codes_over_http(server: Server, store: Callable[[Server], None])
     store(server)
     assert _statuses("fast") == {"success": 2}
     assert _statuses("boom") == {"error": 1}
-    failed = runs.list_runs(job="boom")[0]
+    failed = run_queries.list_runs(job="boom")[0]
     assert failed.error_stack and "Traceback" in failed.error_stack  # stored, not returned
     # The refused ?cronToken= call is in the access log, redacted.
     wait_until(lambda: "cronToken=[redacted]" in server.proc.output(), 5, "the access log line")
@@ -140,7 +141,7 @@ def test_an_oversized_chunked_body_is_413_too(
         r = server.call("/crons/fast", data=chunks(head))
         answers.append((head, r.status_code, r.text[:200]))
     store(server)
-    ran = [r.payload for r in runs.list_runs(job="fast", limit=100) if r.payload == {"a": 1}]
+    ran = [r.payload for r in run_queries.list_runs(job="fast", limit=100) if r.payload == {"a": 1}]
     assert [code for _, code, _ in answers] == [413, 413] and not ran, (
         "gateway/endpoints/views.py _payload(): a chunked body (no Content-Length) larger than"
         " max_body_bytes is silently cut at the limit by request.get_data(), then parsed: "
@@ -218,7 +219,7 @@ def test_streamed_lines_arrive_before_the_job_ends(
     assert [e["log"] for _, e in arrivals if "log" in e] == ["first line", "second line"]
 
     store(server)
-    run = runs.find_run(last["execution_id"])
+    run = run_queries.find_run(last["execution_id"])
     assert run is not None and run.status == "success"
     assert run.log == "first line\nsecond line"
 
@@ -252,7 +253,7 @@ def test_async_job_answers_202_at_once_and_ends_success(
     assert final["progress"] == {"done": 1, "total": 1}
 
     store(server)
-    run = runs.find_run(execution_id)
+    run = run_queries.find_run(execution_id)
     assert run is not None and run.status == "success" and run.duration_ms >= 900
 
 
@@ -279,7 +280,7 @@ def test_a_killed_worker_leaves_an_abandoned_run_never_a_running_one(
         pid = int(wait_until(lambda: pid_file.exists() and pid_file.read_text(), 10, "pid file"))
         assert parent_of(pid) == server.proc.pid, "the job did not run in a gunicorn worker"
         run = wait_until(
-            lambda: next(iter(runs.list_runs(job="forever", status="running")), None),
+            lambda: next(iter(run_queries.list_runs(job="forever", status="running")), None),
             5,
             "the running run in the store",
         )
