@@ -1,4 +1,4 @@
-"""create_app(settings=None, *, clock=None): the gateway's web app (health, /api, /openapi.json)."""
+"""create_app(settings=None, *, clock=None): the gateway's web app (health, metrics, /api, UI)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from gateway.clock import SYSTEM_CLOCK
 from gateway.clock import Clock
 from gateway.config import Settings
 from gateway.config import load_settings
-from gateway.store.db import database
-from gateway.store.db import ensure_open
+from gateway.observability import init_observability
 from gateway.web import init_ui
 
 logger = logging.getLogger("gateway.app")
@@ -38,15 +37,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["gateway_clock"] = clock or SYSTEM_CLOCK
 
-    @app.get("/healthz")
-    def healthz() -> Any:
-        try:
-            ensure_open(settings.database_url)
-            database.execute_sql("SELECT 1")
-        except Exception as e:  # report, never crash: a load balancer reads this
-            logger.warning("health check: database unreachable: %s", type(e).__name__)
-            return {"status": "unavailable", "database": "unreachable"}, 503
-        return {"status": "ok", "database": "ok"}
+    init_observability(app, settings)  # /healthz and /metrics
 
     app.register_blueprint(make_api_blueprint())
 

@@ -60,6 +60,17 @@ class Settings:
     # `retention_per_job` of each job, are pruned (0 switches a rule off).
     retention_days: int = 30
     retention_per_job: int = 10_000
+    # Observability: /metrics asks for this bearer token when set (open by default, as
+    # Prometheus expects); logs are text lines or JSON lines.
+    metrics_token: str | None = field(default=None, repr=False)
+    log_format: str = "text"
+    # Alerts: where they go (a Slack-compatible webhook and/or e-mail through SMTP) and how
+    # long past its expected time a job may be before it counts as late (per job: `grace`).
+    alert_webhook: str | None = field(default=None, repr=False)  # the URL is a secret
+    alert_smtp: str | None = field(default=None, repr=False)  # smtp[s]://user:pass@host:port
+    alert_to: tuple[str, ...] = ()
+    alert_from: str = "cron-gateway@localhost"
+    alert_grace_seconds: int = 300
 
     def __post_init__(self) -> None:
         _check_url(self.app_url, "GATEWAY_APP_URL")
@@ -94,7 +105,30 @@ class Settings:
                 "(0 keeps runs forever)",
                 field="GATEWAY_RETENTION_DAYS",
             )
-        for name in ("cron_token", "admin_token", "signing_secret", "signing_secret_next"):
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(
+                f"GATEWAY_LOG_FORMAT must be text or json, not {self.log_format!r}",
+                field="GATEWAY_LOG_FORMAT",
+            )
+        if self.alert_grace_seconds < 0:
+            raise ConfigError(
+                "GATEWAY_ALERT_GRACE must not be negative", field="GATEWAY_ALERT_GRACE"
+            )
+        if self.alert_webhook is not None:
+            parts = urlsplit(self.alert_webhook)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(  # never echo it: a Slack webhook URL is a secret
+                    "GATEWAY_ALERT_WEBHOOK must be an http(s) URL", field="GATEWAY_ALERT_WEBHOOK"
+                )
+        if self.alert_smtp is not None:
+            _check_smtp(self.alert_smtp, bool(self.alert_to))
+        for name in (
+            "cron_token",
+            "admin_token",
+            "signing_secret",
+            "signing_secret_next",
+            "metrics_token",
+        ):
             token = getattr(self, name)
             if token is not None and len(token) < 16:
                 raise ConfigError(
@@ -129,6 +163,13 @@ _ENV = {
     "GATEWAY_REQUIRE_SIGNATURE": "require_signature",
     "GATEWAY_RETENTION_DAYS": "retention_days",
     "GATEWAY_RETENTION_PER_JOB": "retention_per_job",
+    "GATEWAY_METRICS_TOKEN": "metrics_token",
+    "GATEWAY_LOG_FORMAT": "log_format",
+    "GATEWAY_ALERT_WEBHOOK": "alert_webhook",
+    "GATEWAY_ALERT_SMTP": "alert_smtp",
+    "GATEWAY_ALERT_TO": "alert_to",
+    "GATEWAY_ALERT_FROM": "alert_from",
+    "GATEWAY_ALERT_GRACE": "alert_grace_seconds",
 }
 
 
@@ -189,3 +230,18 @@ def _check_url(url: str, name: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{name} must be an http(s) URL, not {url!r}", field=name)
+
+
+def _check_smtp(url: str, has_recipients: bool) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        # Never echo the value: it may carry a password.
+        raise ConfigError(
+            "GATEWAY_ALERT_SMTP must look like smtp://user:password@host:587 (or smtps://)",
+            field="GATEWAY_ALERT_SMTP",
+        )
+    if not has_recipients:
+        raise ConfigError(
+            "GATEWAY_ALERT_SMTP needs GATEWAY_ALERT_TO (comma-separated addresses)",
+            field="GATEWAY_ALERT_TO",
+        )

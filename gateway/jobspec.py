@@ -169,6 +169,13 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "retry_abandoned": _boolean,
     "auto_pause_after": _integer(1, 1000, nullable=True),
     "signed": _boolean,  # send X-Cron-Signature (needs GATEWAY_SIGNING_SECRET)
+    # Alerts: a watch-only job is never called by the gateway, only watched; a success is
+    # expected every `expect_every` seconds (or by the schedule), `grace` seconds late at most.
+    "watch_only": _boolean,
+    "expect_every": _integer(60, 366 * 24 * 3600, nullable=True),
+    "grace": _integer(0, WEEK_SECONDS, nullable=True),
+    "min_duration_ms": _integer(0, None, nullable=True),
+    "max_duration_ms": _integer(1, None, nullable=True),
 }
 FIELDS = tuple(_CHECKS)
 REQUIRED = ("name", "url")
@@ -197,6 +204,9 @@ def validate_job(
     clean = {key: _CHECKS[key](key, value) for key, value in data.items()}
     if "url" in clean:
         clean["url"] = check_url(clean["url"], settings)
+    low, high = clean.get("min_duration_ms"), clean.get("max_duration_ms")
+    if low is not None and high is not None and low > high:
+        raise _fail("min_duration_ms", f"{low} is more than max_duration_ms ({high})")
     if clean.get("schedule") is not None:
         Schedule(clean["schedule"], clean.get("tz", "UTC"), name=clean.get("name"))
     return clean

@@ -192,10 +192,18 @@ def test_an_old_database_is_migrated_in_place_keeping_its_rows(db: str, clock: F
     # Turn the fresh database back into a version 1 one, with a job in it.
     migrator = SchemaMigrator.from_database(database.obj)
     migrate(migrator.drop_index("run", "run_status_due_at"))
+    migrate(migrator.drop_index("job", "job_late_at"))
+    database.obj.execute_sql("DROP TABLE alert")
     migrate(
         *(
             migrator.drop_column("job", c)
             for c in (
+                "watch_only",
+                "expect_every",
+                "grace",
+                "min_duration_ms",
+                "max_duration_ms",
+                "late_at",
                 "declared",
                 "orphaned_at",
                 "pause_note",
@@ -228,6 +236,8 @@ def test_an_old_database_is_migrated_in_place_keeping_its_rows(db: str, clock: F
         None,
         True,
     )
+    assert (job.watch_only, job.expect_every, job.grace, job.late_at) == (False, None, None, None)
+    assert database.obj.table_exists("alert")
     assert ensure_schema(database.obj) == LATEST
 
 

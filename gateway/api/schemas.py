@@ -67,6 +67,11 @@ JOB_FIELDS: dict[str, Schema] = {
     "retry_abandoned": BOOL,
     "auto_pause_after": null({"type": "integer", "minimum": 1, "maximum": 1000}),
     "signed": {"type": "boolean", "description": "send X-Cron-Signature to this target"},
+    "watch_only": {"type": "boolean", "description": "never called by the gateway, only watched"},
+    "expect_every": null({"type": "integer", "minimum": 60, "maximum": 366 * 24 * 3600}),
+    "grace": null({"type": "integer", "minimum": 0, "maximum": 7 * 24 * 3600}),
+    "min_duration_ms": null({"type": "integer", "minimum": 0}),
+    "max_duration_ms": null({"type": "integer", "minimum": 1}),
 }
 # What a request may carry is what validate_job knows; a test checks each field is typed above.
 JOB_INPUT: dict[str, Schema] = {f: JOB_FIELDS.get(f, ANY) for f in FIELDS}

@@ -261,7 +261,7 @@ def job_as_dict(job: Job) -> dict[str, Any]:
         "name title description url method headers payload schedule tz mode enabled tags "
         "timeout max_attempts backoff overlap misfire catchup_window max_runs run_count "
         "retry_abandoned auto_pause_after pause_note pause_fate signed last_status "
-        "consecutive_failures source"
+        "consecutive_failures source watch_only expect_every grace min_duration_ms max_duration_ms"
     ).split()
     times = (
         "next_run_at last_run_at created_at updated_at deleted_at orphaned_at paused_until"

@@ -16,6 +16,7 @@ from playhouse.migrate import migrate
 from gateway.clock import SYSTEM_CLOCK
 from gateway.errors import ConfigError
 from gateway.store.models import MODELS
+from gateway.store.models import Alert
 from gateway.store.models import Job
 from gateway.store.models import Run
 from gateway.store.models import SchemaVersion
@@ -58,12 +59,26 @@ def _v3_fleet_and_signing(db: Database) -> None:
     _add_columns(db, migrator, Job, ["signed", "paused_until", "pause_fate"])
 
 
+def _v4_alerts(db: Database) -> None:
+    migrator = SchemaMigrator.from_database(db)
+    _add_columns(
+        db,
+        migrator,
+        Job,
+        ["watch_only", "expect_every", "grace", "min_duration_ms", "max_duration_ms", "late_at"],
+    )
+    if "job_late_at" not in {i.name for i in db.get_indexes("job")}:
+        migrate(migrator.add_index("job", ("late_at",), name="job_late_at"))
+    db.create_tables([Alert], safe=True)
+
+
 # Append new steps; never edit a released one. A step gets the database and must be idempotent
 # enough to be re-run after a crash between the step and its schema_version row.
 STEPS: list[tuple[int, str, Callable[[Database], None]]] = [
     (1, "initial schema: job, run, key, lease, gateway", _v1_initial),
     (2, "gateway: job sync and pause fields, run due_at", _v2_gateway),
     (3, "signed calls per job; fleet pauses with an end time and a fate", _v3_fleet_and_signing),
+    (4, "alerts: per-job expectations and bounds, watch-only jobs, alert table", _v4_alerts),
 ]
 LATEST = STEPS[-1][0]
 

@@ -1,4 +1,4 @@
-"""Job, Run, Key, Lease, Gateway: fields and indexes, nothing else."""
+"""Job, Run, Key, Lease, Gateway, Alert: fields and indexes, nothing else."""
 
 from __future__ import annotations
 
@@ -75,6 +75,14 @@ class Job(BaseModel):
     signed = BooleanField(default=True)  # the gateway sends X-Cron-Signature to this target
     paused_until = UTCDateTimeField(null=True)  # a fleet pause that ends by itself
     pause_fate = CharField(max_length=10, null=True)  # slots while paused: missed | once
+    # v4: alerts. A watch-only job is never called by the gateway (system cron or EventBridge
+    # calls it); its schedule or `expect_every` only says when a success is expected.
+    watch_only = BooleanField(default=False)
+    expect_every = IntegerField(null=True)  # seconds; None: derived from the schedule
+    grace = IntegerField(null=True)  # seconds; None: GATEWAY_ALERT_GRACE
+    min_duration_ms = IntegerField(null=True)
+    max_duration_ms = IntegerField(null=True)
+    late_at = UTCDateTimeField(null=True, index=True)  # the dead-man's switch fires then
 
     class Meta:
         table_name = "job"
@@ -162,6 +170,33 @@ class Gateway(BaseModel):
         table_name = "gateway"
 
 
+ALERT_KINDS = ("failure", "recovery", "late", "too_fast", "too_slow", "too_often")
+
+
+class Alert(BaseModel):
+    """One notification: a condition that opened (failure, late, ...) or a recovery."""
+
+    id = AutoField()
+    job = ForeignKeyField(Job, backref="alerts", on_delete="CASCADE")
+    job_id: int
+    kind = CharField(max_length=10)  # ALERT_KINDS
+    state = CharField(max_length=6)  # open: the condition holds | closed: it ended
+    opened_at = UTCDateTimeField()
+    closed_at = UTCDateTimeField(null=True)
+    message = TextField()
+    delivered_at = UTCDateTimeField(null=True)
+    attempts = IntegerField(default=0)
+    next_attempt_at = UTCDateTimeField(null=True)  # None: nothing (more) to send
+    last_error = TextField(null=True)
+
+    class Meta:
+        table_name = "alert"
+        indexes = (
+            (("job", "state"), False),
+            (("next_attempt_at",), False),
+        )
+
+
 class SchemaVersion(BaseModel):
     version = IntegerField(primary_key=True)
     applied_at = UTCDateTimeField()
@@ -171,4 +206,4 @@ class SchemaVersion(BaseModel):
         table_name = "schema_version"
 
 
-MODELS = (Job, Run, Key, Lease, Gateway)
+MODELS = (Job, Run, Key, Lease, Gateway, Alert)
