@@ -17,6 +17,7 @@ def cli() -> None:
 
 def _register() -> None:
     # Imported here so that each command module can import `cli` helpers without a cycle.
+    from gateway.cli.alerts import alerts
     from gateway.cli.cron import cron
     from gateway.cli.export import export
     from gateway.cli.imports import import_
@@ -27,6 +28,7 @@ def _register() -> None:
     from gateway.cli.serve import serve_commands
     from gateway.cli.sync import sync
 
+    cli.add_command(alerts)
     cli.add_command(cron)
     cli.add_command(export)
     cli.add_command(import_)

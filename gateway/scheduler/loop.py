@@ -23,6 +23,7 @@ from peewee import InterfaceError
 
 from gateway import outbound
 from gateway import signing
+from gateway.alerts.evaluate import evaluate_alerts
 from gateway.clock import SYSTEM_CLOCK
 from gateway.clock import Clock
 from gateway.config import Settings
@@ -297,6 +298,10 @@ class Scheduler:
             self._prune_in_background(now)
         for job in resume_due(now):
             logger.info("job %s resumed: its pause ended", job.name)
+        try:
+            evaluate_alerts(self.settings, now)
+        except Exception:  # alerts must never stop the gateway
+            logger.exception("alerts: evaluation failed")
         run_lease = timedelta(seconds=self.settings.lease_seconds)
         reaped = claims.reap(now, self.lease, run_lease)
         if reaped:

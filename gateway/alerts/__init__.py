@@ -1,0 +1,1 @@
+"""Alerts: rules (pure), evaluation against the store, delivery by webhook and e-mail."""

@@ -1,0 +1,192 @@
+"""Evaluate alerts against the store: judge the jobs that changed or turned late, record one
+alert per state change, and deliver pending alerts in a background thread.
+
+The gateway calls `evaluate_alerts(settings, now)` from its housekeeping (every few seconds).
+A job is judged again only when its last run or its definition changed, or its `late_at` came.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import datetime
+from datetime import timedelta
+
+from peewee import fn
+
+from gateway.alerts import rules
+from gateway.alerts.delivery import deliver_due
+from gateway.alerts.delivery import has_channel
+from gateway.config import Settings
+from gateway.store.db import database
+from gateway.store.db import is_sqlite
+from gateway.store.db import write_transaction
+from gateway.store.models import Alert
+from gateway.store.models import Job
+from gateway.store.models import Run
+
+logger = logging.getLogger("gateway.alerts")
+
+HISTORY = 20  # newest finished runs a judgement looks at
+MARGIN = timedelta(minutes=2)  # app workers' clocks may lag the gateway's a little
+TERMINAL = ("success", "error", "timeout", "skipped", "canceled", "abandoned")
+
+
+@dataclass
+class AlertEvaluator:
+    """Judges jobs and records alerts for one database; keeps what it judged in memory."""
+
+    settings: Settings
+    watermark: datetime | None = None
+    judged: dict[int, tuple[datetime | None, datetime | None]] = field(default_factory=dict)
+    _delivery: threading.Thread | None = None
+
+    def evaluate(self, now: datetime) -> int:
+        """Judge every job that may have changed; return how many alerts were recorded."""
+        recorded = 0
+        for job in self._candidates(now):
+            key = (job.last_run_at, job.updated_at)
+            due = job.late_at is not None and job.late_at <= now
+            if self.judged.get(job.id) == key and not due:
+                continue
+            recorded += judge_job(job.id, self.settings, now)
+            self.judged[job.id] = key
+        self.watermark = now - MARGIN
+        return recorded
+
+    def _candidates(self, now: datetime) -> list[Job]:
+        query = Job.select(Job.id, Job.last_run_at, Job.updated_at, Job.late_at)
+        if self.watermark is not None:  # the first evaluation judges every job once
+            query = query.where(
+                (Job.last_run_at >= self.watermark)
+                | (Job.updated_at >= self.watermark)
+                | (Job.late_at <= now)
+            )
+        return list(query.where(Job.deleted_at.is_null()))
+
+    def deliver_in_background(self, now: datetime) -> None:
+        """Start a delivery round in a thread unless one is still going (a slow webhook must
+        not hold up the gateway's loop)."""
+        if not has_channel(self.settings):
+            return
+        if self._delivery is not None and self._delivery.is_alive():
+            return
+
+        def deliver() -> None:
+            try:
+                deliver_due(self.settings, now)
+            except Exception:  # the next round tries again
+                logger.exception("alerts: delivery round failed")
+            finally:
+                database.close()
+
+        self._delivery = threading.Thread(target=deliver, name="alert-delivery", daemon=True)
+        self._delivery.start()
+
+
+_EVALUATORS: dict[str, AlertEvaluator] = {}
+
+
+def evaluate_alerts(settings: Settings, now: datetime) -> int:
+    """Judge changed jobs, record alerts, and start delivering pending ones (the gateway's hook)."""
+    evaluator = _EVALUATORS.setdefault(settings.database_url, AlertEvaluator(settings))
+    recorded = evaluator.evaluate(now)
+    evaluator.deliver_in_background(now)
+    return recorded
+
+
+def judge_job(job_id: int, settings: Settings, now: datetime) -> int:
+    """Judge one job in one transaction (its row locked on PostgreSQL, so two gateways cannot
+    both record the same change); return how many alerts were recorded."""
+    with write_transaction():
+        query = Job.select().where(Job.id == job_id)
+        job = (query if is_sqlite() else query.for_update()).get_or_none()
+        if job is None:
+            return 0
+        open_alerts = {a.kind: a for a in Alert.select().where(job_open(job.id))}
+        verdict = rules.judge(
+            expectation(job, settings),
+            history(job.id),
+            last_success(job),
+            frozenset(open_alerts),
+            now,
+        )
+        return record(job, verdict, open_alerts, settings, now)
+
+
+def job_open(job_id: int) -> object:
+    return (Alert.job == job_id) & (Alert.state == "open")
+
+
+def expectation(job: Job, settings: Settings) -> rules.Expectation:
+    """Return the rules' view of a job: watched while enabled or watch-only."""
+    watched = (job.enabled or job.watch_only) and job.orphaned_at is None
+    every = timedelta(seconds=job.expect_every) if job.expect_every else None
+    grace = job.grace if job.grace is not None else settings.alert_grace_seconds
+    return rules.Expectation(
+        name=job.name,
+        schedule=job.schedule,
+        tz=job.tz,
+        expect_every=every,
+        grace=timedelta(seconds=grace),
+        min_duration_ms=job.min_duration_ms,
+        max_duration_ms=job.max_duration_ms,
+        watched=bool(watched) and (job.schedule is not None or every is not None),
+        since=job.created_at,
+    )
+
+
+def history(job_id: int) -> list[rules.RunFact]:
+    """Return the job's newest finished runs, oldest first, through the (job, id) index."""
+    rows = (
+        Run.select(Run.status, Run.trigger, Run.started_at, Run.duration_ms, Run.error)
+        .where((Run.job == job_id) & Run.status.in_(TERMINAL))
+        .order_by(Run.id.desc())
+        .limit(HISTORY)
+    )
+    facts = [rules.RunFact(r.status, r.trigger, r.started_at, r.duration_ms, r.error) for r in rows]
+    return facts[::-1]
+
+
+def last_success(job: Job) -> datetime | None:
+    """Return when the job's newest success started (its slot), None if it never succeeded."""
+    newest = (
+        Run.select(fn.COALESCE(Run.started_at, Run.finished_at).alias("at"))
+        .where((Run.job == job.id) & (Run.status == "success"))
+        .order_by(Run.id.desc())
+        .limit(1)
+        .first()
+    )
+    return None if newest is None else Run.started_at.python_value(newest.at)
+
+
+def record(
+    job: Job,
+    verdict: rules.Verdict,
+    open_alerts: dict[str, Alert],
+    settings: Settings,
+    now: datetime,
+) -> int:
+    """Store the verdict: close ended conditions, add an alert per opened one and notice."""
+    send_at = now if has_channel(settings) else None
+    for kind in verdict.closed:
+        Alert.update(state="closed", closed_at=now).where(
+            Alert.id == open_alerts[kind].id
+        ).execute()
+    for notice in verdict.opened:
+        Alert.create(
+            job=job, kind=notice.kind, state="open", opened_at=now, message=notice.message,
+            next_attempt_at=send_at,
+        )  # fmt: skip
+    for notice in verdict.notices:
+        Alert.create(
+            job=job, kind=notice.kind, state="closed", opened_at=now, closed_at=now,
+            message=notice.message, next_attempt_at=send_at,
+        )  # fmt: skip
+    if job.late_at != verdict.late_at:
+        Job.update(late_at=verdict.late_at).where(Job.id == job.id).execute()
+    for notice in (*verdict.opened, *verdict.notices):
+        logger.warning("alert: %s: %s", notice.kind, notice.message)
+    return len(verdict.opened) + len(verdict.notices)

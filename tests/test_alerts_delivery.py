@@ -1,0 +1,201 @@
+"""Alerts end to end on both backends: runs recorded by the endpoints, the evaluator with a
+FakeClock, and delivery to a real webhook receiver on 127.0.0.1 (dead, then back)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask import request
+from flask.testing import FlaskClient
+from werkzeug.serving import make_server
+
+from gateway.alerts.delivery import deliver_due
+from gateway.alerts.evaluate import AlertEvaluator
+from gateway.alerts.evaluate import evaluate_alerts
+from gateway.config import Settings
+from gateway.store.models import Alert
+from gateway.store.models import Job
+from tests.conftest import CRON_TOKEN
+from tests.e2e.procs import free_port
+from tests.fakes import FakeClock
+from tests.servers import serving
+
+ROOT = Path(__file__).resolve().parents[1]
+HOOK_PATH = "/services/T0000/B0000/secret-part-of-the-url"
+
+
+class Receiver:
+    """A webhook receiver: records each JSON body; answers `status`."""
+
+    def __init__(self) -> None:
+        self.bodies: list[Any] = []
+        self.status = 200
+        self.app = Flask("receiver")
+        self.app.add_url_rule(HOOK_PATH, "hook", self.hook, methods=["POST"])
+
+    def hook(self) -> Any:
+        self.bodies.append(request.get_json())
+        return ("ok", self.status) if self.status == 200 else ("no thanks", self.status)
+
+
+@contextmanager
+def serving_on(app: Flask, port: int) -> Iterator[None]:
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+        server.server_close()
+
+
+def call(client: FlaskClient, job: str) -> None:
+    client.post(f"/crons/{job}", headers={"X-Cron-Token": CRON_TOKEN})
+
+
+def test_a_failure_and_its_recovery_reach_the_webhook_once_each(
+    client: FlaskClient, settings: Settings, clock: FakeClock
+) -> None:
+    receiver = Receiver()
+    with serving(receiver.app) as url:
+        settings = replace(settings, alert_webhook=url + HOOK_PATH)
+        evaluator = AlertEvaluator(settings)
+        call(client, "fails")
+        assert evaluator.evaluate(clock.now()) == 1
+        assert deliver_due(settings, clock.now()) == 1
+        for _ in range(3):  # it keeps failing: no more alerts
+            clock.advance(minutes=1)
+            call(client, "fails")
+            assert evaluator.evaluate(clock.now()) == 0
+        assert deliver_due(settings, clock.now()) == 0
+
+        clock.advance(minutes=1)
+        _make_it_succeed(client, clock)
+        assert evaluator.evaluate(clock.now()) == 1
+        assert deliver_due(settings, clock.now()) == 1
+
+    failure, recovery = receiver.bodies
+    assert failure["text"].startswith(":red_circle: fails failed on its first run (error)")
+    assert "the warehouse said no" in failure["text"]
+    assert failure["blocks"][0] == {
+        "type": "section",
+        "text": {"type": "mrkdwn", "text": failure["text"]},
+    }
+    assert "*failure* · job `fails`" in failure["blocks"][1]["elements"][0]["text"]
+    assert recovery["text"] == ":large_green_circle: fails recovered: it succeeded again"
+    rows = list(Alert.select().order_by(Alert.id))
+    assert [(a.kind, a.state, a.attempts) for a in rows] == [
+        ("failure", "closed", 1),
+        ("recovery", "closed", 1),
+    ]
+    assert all(a.delivered_at is not None and a.next_attempt_at is None for a in rows)
+
+
+def _make_it_succeed(client: FlaskClient, clock: FakeClock) -> None:
+    """Record a success for `fails` the way an external caller's run would be."""
+    from gateway.store import runs
+
+    job = Job.get(Job.name == "fails")
+    run = runs.start_run(job, runs.Origin(), "cron-box", None, clock.now())
+    runs.finish_run(run.id, "success", clock.now(), duration_ms=5)
+
+
+def test_a_dead_receiver_is_retried_with_backoff_until_it_comes_back(
+    client: FlaskClient, settings: Settings, clock: FakeClock
+) -> None:
+    port = free_port()  # nothing listens there yet
+    settings = replace(settings, alert_webhook=f"http://127.0.0.1:{port}{HOOK_PATH}")
+    call(client, "fails")
+    assert AlertEvaluator(settings).evaluate(clock.now()) == 1
+
+    waits = []
+    for _ in range(3):
+        assert deliver_due(settings, clock.now()) == 0
+        alert = Alert.get()
+        waits.append(alert.next_attempt_at - clock.now())
+        assert alert.last_error == "webhook unreachable (ConnectionError)"
+        assert deliver_due(settings, clock.now()) == 0  # not due again yet
+        clock.advance(seconds=waits[-1].total_seconds())
+    assert waits == [timedelta(seconds=1), timedelta(seconds=2), timedelta(seconds=4)]
+
+    receiver = Receiver()
+    receiver.status = 503
+    with serving_on(receiver.app, port):
+        assert deliver_due(settings, clock.now()) == 0
+        alert = Alert.get()
+        assert alert.last_error == "webhook answered 503: no thanks"
+        assert HOOK_PATH not in (alert.last_error or "")
+        clock.advance(seconds=8)
+        receiver.status = 200
+        assert deliver_due(settings, clock.now()) == 1
+    alert = Alert.get()
+    assert (alert.attempts, alert.delivered_at, alert.last_error) == (5, clock.now(), None)
+    assert len(receiver.bodies) == 2  # the 503 one, and the one that was taken
+
+
+def test_without_a_channel_alerts_are_recorded_but_not_sent(
+    client: FlaskClient, settings: Settings, clock: FakeClock
+) -> None:
+    call(client, "fails")
+    assert evaluate_alerts(settings, clock.now()) == 1
+    alert = Alert.get()
+    assert (alert.kind, alert.next_attempt_at, alert.attempts) == ("failure", None, 0)
+
+
+def test_a_watched_job_that_never_runs_turns_late_once(
+    client: FlaskClient, settings: Settings, clock: FakeClock
+) -> None:
+    call(client, "hello")  # */5: the next slot after 09:00 is 09:05; grace 300 s
+    Job.update(grace=60).where(Job.name == "hello").execute()
+    evaluator = AlertEvaluator(settings)
+    assert evaluator.evaluate(clock.now()) == 0
+    assert Job.get(Job.name == "hello").late_at == clock.now() + timedelta(minutes=6)
+    clock.advance(minutes=6)
+    assert evaluator.evaluate(clock.now()) == 1
+    clock.advance(hours=2)
+    assert evaluator.evaluate(clock.now()) == 0
+    (alert,) = Alert.select()
+    assert (alert.kind, alert.state) == ("late", "open")
+    assert Job.get(Job.name == "hello").late_at is None
+
+
+def test_alerts_list_shows_delivery(
+    client: FlaskClient, settings: Settings, clock: FakeClock, db: str
+) -> None:
+    call(client, "fails")
+    AlertEvaluator(settings).evaluate(clock.now())
+    env = {"GATEWAY_DATABASE_URL": db, "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-m", "gateway", "alerts", "list"]
+    table = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    assert table.returncode == 0, table.stderr
+    header, row = table.stdout.splitlines()
+    assert header.split() == ["OPENED", "JOB", "KIND", "STATE", "DELIVERY", "MESSAGE"]
+    assert row.split()[2:6] == ["fails", "failure", "open", "no"]
+    found = subprocess.run(
+        [*argv, "--json", "--open"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60
+    )
+    (alert,) = json.loads(found.stdout)
+    assert alert["kind"] == "failure" and alert["delivered_at"] is None
+
+
+@pytest.mark.parametrize("bad", ["hooks.example.com/x", "ftp://example.com/x"])
+def test_a_bad_webhook_url_fails_at_start_without_echoing_it(bad: str) -> None:
+    from gateway.config import load_settings
+    from gateway.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        load_settings({"GATEWAY_ALERT_WEBHOOK": bad}, config_file="/nonexistent.toml")
+    assert bad not in str(e.value)
