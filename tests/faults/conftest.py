@@ -90,8 +90,9 @@ class Stack:
         lines = path.read_text().splitlines() if path.exists() else []
         found: Counter[tuple[str, str, int]] = Counter()
         for line in lines:
-            job, slot, _execution, attempt, _pid = line.split()
-            found[(job, slot, int(attempt))] += 1
+            job, slot, execution, attempt, _pid = line.split()
+            # A manual run has no slot: its execution id is its identity.
+            found[(job, slot if slot != "-" else execution, int(attempt))] += 1
         return found
 
 
