@@ -81,9 +81,9 @@ def _noise(r: dict[str, Any]) -> str:
 
 def idle_rows(runs: list[dict[str, Any]]) -> list[str]:
     out = [
-        "| system | load 100k schedules | start until working | idle CPU over 30 s | peak MB"
+        "| system | code | load 100k schedules | start until working | idle CPU over 30 s | peak MB"
         " / RSS MB | notes | other load | run took |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         if r["system"] == "gateway":
@@ -94,7 +94,7 @@ def idle_rows(runs: list[dict[str, Any]]) -> list[str]:
             notes = "MemoryJobStore"
         mem = r["memory_mb"]
         out.append(
-            f"| {label(r)} | {load} | {r['ready_s']} s | {r['idle_cpu_s']} s "
+            f"| {label(r)} | {code(r)} | {load} | {r['ready_s']} s | {r['idle_cpu_s']} s "
             f"({r['idle_cpu_pct']}%) | {mem.get('VmHWM')} / {mem.get('VmRSS')} | {notes} "
             f"| {_noise(r)} | {r['took_s']} s |"
         )
