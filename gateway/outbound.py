@@ -211,6 +211,9 @@ class GuardedSession(requests.Session):
 
     def __init__(self, guard: Guard) -> None:
         super().__init__()
+        # No proxies or .netrc from the environment: they would cost a lookup on every call
+        # (measured: about a tenth of a call's CPU) and a proxy would hide the real target.
+        self.trust_env = False
         self.mount("http://", GuardedAdapter(guard))
         self.mount("https://", GuardedAdapter(guard))
 

@@ -232,10 +232,7 @@ class Scheduler:
         outcome = self.caller.call(request)
         base = dispatch.scheduled_for or dispatch.due_at or sent_at
         lateness_ms = max(0, int((sent_at - base).total_seconds() * 1000))
-        try:
-            self._record_until_stored(dispatch, outcome, lateness_ms)
-        finally:
-            self.wake.set()  # a retry may be due soon, or the job's next run may wait for this
+        self._record_until_stored(dispatch, outcome, lateness_ms)
 
     def _record_until_stored(
         self, dispatch: claims.Dispatch, outcome: Outcome, lateness_ms: int
@@ -267,6 +264,7 @@ class Scheduler:
         if decision.retry:
             due = now + timedelta(seconds=decision.delay_s)
             if queue_retry(run, due, now):
+                self.wake.set()  # the retry may be due before the loop would look again
                 logger.info(
                     "job %s run %s attempt %d failed (%s); retry at %s",
                     dispatch.job,

@@ -10,7 +10,7 @@ from gateway.scheduler.planner import should_auto_pause
 from gateway.store.db import write_transaction
 from gateway.store.models import Job
 from gateway.store.models import Run
-from gateway.store.runs import TERMINAL_STATUSES
+from gateway.store.runs import FAILED_STATUSES
 from gateway.store.runs import finish
 
 
@@ -46,8 +46,11 @@ def record_outcome(run_id: int, seen: Seen, now: datetime) -> Run | None:
             "lateness_ms": seen.lateness_ms,
         }
         Run.update(http).where(Run.id == run.id).execute()
+        for name, value in http.items():
+            setattr(run, name, value)
+        ended = True
         if run.status == "dispatched" and not seen.accepted:
-            finish(
+            ended = finish(
                 run,
                 seen.status,
                 now,
@@ -56,16 +59,15 @@ def record_outcome(run_id: int, seen: Seen, now: datetime) -> Run | None:
                 error=seen.error,
             )
         elif run.status == "dispatched":  # 202 from an endpoint that records nothing
-            finish(run, "success", now, duration_ms=seen.duration_ms, summary=seen.summary)
+            ended = finish(run, "success", now, duration_ms=seen.duration_ms, summary=seen.summary)
         elif run.status == "running" and seen.status == "timeout":
             Run.update(cancel_requested_at=now).where(Run.id == run.id).execute()
-            finish(run, "timeout", now, duration_ms=seen.duration_ms, error=seen.error)
-        _auto_pause(run.job_id, now)
-    return Run.get_by_id(run.id)
-
-
-def is_final(run: Run) -> bool:
-    return run.status in TERMINAL_STATUSES
+            ended = finish(run, "timeout", now, duration_ms=seen.duration_ms, error=seen.error)
+        if not ended:  # someone else moved the run meanwhile: read what they wrote
+            run = Run.get_by_id(run.id)
+        if run.status in FAILED_STATUSES:  # only a failure can cross the auto-pause threshold
+            _auto_pause(run.job_id, now)
+    return run
 
 
 def _auto_pause(job_id: int, now: datetime) -> None:
