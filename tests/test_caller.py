@@ -386,3 +386,28 @@ def test_a_stream_that_outlives_the_timeout_is_a_timeout(wire: responses.Request
     outcome = Caller(clock=Ticking()).call(request(timeout_s=0.1))
     assert (outcome.status, outcome.kind, outcome.http_status) == ("timeout", "timeout", 200)
     assert outcome.error == "no complete response within 0.1 s"
+
+
+def test_a_reset_keep_alive_connection_is_sent_once_more(wire: responses.RequestsMock) -> None:
+    reset = requests.exceptions.ConnectionError(ConnectionResetError(104, "Connection reset"))
+    wire.add(responses.POST, URL, body=reset)
+    wire.add(responses.POST, URL, json={"status": "success", "summary": {"n": 1}})
+    outcome = Caller().call(request())
+    assert (outcome.status, outcome.http_status, len(wire.calls)) == ("success", 200, 2)
+
+
+def test_a_refused_connection_is_not_sent_again(wire: responses.RequestsMock) -> None:
+    refused = requests.exceptions.ConnectionError(ConnectionRefusedError(111, "refused"))
+    wire.add(responses.POST, URL, body=refused)
+    outcome = Caller().call(request())
+    assert (outcome.kind, len(wire.calls)) == ("connection_error", 1)
+
+
+def test_a_second_reset_is_an_error_not_a_loop(wire: responses.RequestsMock) -> None:
+    for _ in range(3):
+        wire.add(
+            responses.POST, URL, body=requests.exceptions.ConnectionError(ConnectionResetError())
+        )
+    outcome = Caller().call(request())
+    assert (outcome.kind, len(wire.calls)) == ("connection_error", 2)
+    assert outcome.error is not None and "reset" in outcome.error

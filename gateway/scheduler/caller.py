@@ -7,6 +7,7 @@ redacted from every text field of the Outcome, whatever requests or the endpoint
 
 from __future__ import annotations
 
+import http.client
 import json as jsonlib
 import threading
 from collections.abc import Callable
@@ -127,7 +128,7 @@ class Caller:
         started = self.clock.monotonic()
         secrets = secrets_of(request)
         try:
-            outcome = self._call(request, started)
+            outcome = self._call_once_more_if_stale(request, started)
         except TargetRefusedError as exc:  # outbound safety: final, and says which setting
             outcome = _no_response("error", "invalid_request", str(exc), self._elapsed_ms(started))
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
@@ -152,6 +153,21 @@ class Caller:
             with self._lock:
                 self._sessions.append(session)
         return session
+
+    def _call_once_more_if_stale(self, request: CallRequest, started: float) -> Outcome:
+        """Call; if a kept-alive connection turns out closed by the server, call again once.
+
+        The app's server drops idle keep-alive connections (gunicorn after `keepalive`
+        seconds), and a request sent on one just as it closes is reset before it is read.
+        Sending it again is safe: if the first copy did reach the endpoint, the endpoint
+        refuses the second (same execution id and attempt) with 409 and keeps its record.
+        """
+        try:
+            return self._call(request, started)
+        except requests.exceptions.ConnectionError as exc:
+            if not _stale_connection(exc):
+                raise
+        return self._call(request, started)
 
     def _call(self, request: CallRequest, started: float) -> Outcome:
         response = self.session().request(
@@ -314,6 +330,18 @@ def _connection_message(exc: BaseException, target: str) -> str:
         return f"name resolution failed for {target}"
     reason = _os_reason(exc)
     return f"connection error to {target}" + (f": {reason}" if reason else "")
+
+
+def _stale_connection(exc: BaseException) -> bool:
+    """Return True if the connection was closed under the request (reset, or closed before
+    any answer), as happens to a pooled keep-alive connection; never for a refused one."""
+    if _caused_by(exc, ConnectionRefusedError):
+        return False
+    return (
+        _caused_by(exc, ConnectionResetError)
+        or _caused_by(exc, http.client.RemoteDisconnected)
+        or _caused_by(exc, BrokenPipeError)
+    )
 
 
 def _causes(exc: BaseException) -> list[BaseException]:
