@@ -14,6 +14,7 @@ from typing import Any
 from gateway.clock import Clock
 from gateway.endpoints.context import RunContext
 from gateway.endpoints.context import SkipRun
+from gateway.logs import log_context
 from gateway.store import leases
 from gateway.store import runs
 from gateway.store.db import database
@@ -72,17 +73,18 @@ class Execution:
 
     def execute(self) -> Result:
         """Run the function to its end and return the recorded result; never raises."""
-        beat = threading.Thread(target=self._heartbeat, name=f"heartbeat-{self.ctx.job}")
-        beat.daemon = True
-        beat.start()
-        started = self.clock.monotonic()
-        try:
-            result, stack = self._call(started)
-        finally:
-            self._done.set()
-            beat.join()
-        self._record(result, stack)
-        return result
+        with log_context(self.ctx.execution_id, self.ctx.job):  # every line tagged
+            beat = threading.Thread(target=self._heartbeat, name=f"heartbeat-{self.ctx.job}")
+            beat.daemon = True
+            beat.start()
+            started = self.clock.monotonic()
+            try:
+                result, stack = self._call(started)
+            finally:
+                self._done.set()
+                beat.join()
+            self._record(result, stack)
+            return result
 
     def _call(self, started: float) -> tuple[Result, str | None]:
         """Call the function; return its result and the stored traceback, if it raised."""

@@ -28,6 +28,7 @@ from gateway.clock import SYSTEM_CLOCK
 from gateway.clock import Clock
 from gateway.config import Settings
 from gateway.errors import GatewayError
+from gateway.logs import log_context
 from gateway.scheduler.caller import Caller
 from gateway.scheduler.caller import CallRequest
 from gateway.scheduler.caller import Outcome
@@ -201,6 +202,10 @@ class Scheduler:
 
     def send(self, dispatch: claims.Dispatch) -> None:
         """Call the endpoint for one dispatched run and record what happened."""
+        with log_context(dispatch.execution_id, dispatch.job):  # every line tagged
+            self._send(dispatch)
+
+    def _send(self, dispatch: claims.Dispatch) -> None:
         headers = {
             **dispatch.headers,
             **cron_headers(
