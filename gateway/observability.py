@@ -21,6 +21,7 @@ from flask import Flask
 from flask import Response
 from flask import current_app
 from flask import request
+from peewee import SQL
 from peewee import Case
 from peewee import fn
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -163,6 +164,10 @@ class Family:
         braced = f"{{{pairs}}}" if pairs else ""
         self.lines.append(f"{self.name}{suffix}{braced} {float(value)!r}")
 
+    def add_labeled(self, labels: str, value: float) -> None:
+        """Add a sample whose `{…}` label text is already made (one per job, reused)."""
+        self.lines.append(f"{self.name}{labels} {float(value)!r}")
+
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
 
@@ -238,10 +243,11 @@ def _job_figures() -> tuple[dict[int, str], list[Family]]:
     for job_id, name, enabled, watch_only, orphaned, fails, success_at in rows:
         names[job_id] = name
         counts[_job_state(bool(enabled), bool(watch_only), bool(orphaned))] += 1
-        failures.add(fails, job=name)
+        labels = f'{{job="{_escape(name)}"}}'
+        failures.add_labeled(labels, fails)
         when = _timestamp(success_at)
         if when is not None:
-            last_success.add(when, job=name)
+            last_success.add_labeled(labels, when)
     for state, count in counts.items():
         by_state.add(count, state=state)
     return names, [by_state, last_success, failures]
@@ -257,63 +263,65 @@ def _job_state(enabled: bool, watch_only: bool, orphaned: bool) -> str:
 
 def _run_figures(names: dict[int, str], since: datetime) -> list[Family]:
     """Runs queued since `since` by job, status and trigger; duration and lateness histograms.
-
-    One pass over the window (the queued_at index bounds it): a row per (job, status,
-    trigger) with its count and its histogram columns, summed here."""
+    Each query reads only the window's rows, through the queued_at index."""
     runs = Family(
         "cron_gateway_runs_last_hour",
         "gauge",
         "runs queued in the last hour, by job, status and trigger",
     )
-    columns = [
-        *_bucket_columns(Run.duration_ms, DURATION_BUCKETS),
-        *_bucket_columns(Run.lateness_ms, LATENESS_BUCKETS),
-    ]
     # `job_id + 0`: grouping by the bare column lets SQLite pick the (job, id) index and scan
     # every run; the expression keeps it on the queued_at range.
     job = Run.job + 0
     rows = _raw(
-        Run.select(job, Run.status, Run.trigger, fn.COUNT(Run.id), *columns)
+        Run.select(job, Run.status, Run.trigger, fn.COUNT(Run.id))
         .where(Run.queued_at >= since)
         .group_by(job, Run.status, Run.trigger)
     )
-    for job_id, status, trigger, count, *_ in rows:
-        if job_id in names:
-            runs.add(count, job=names[job_id], status=status, trigger=trigger)
-    by_column = list(zip(*rows, strict=True))[4:] or [()] * len(columns)
-    totals = [int(sum(v for v in values if v is not None)) for values in by_column]
-    split = len(DURATION_BUCKETS) + 2
+    for job_id, status, trigger, count in rows:
+        if job_id in names:  # status and trigger are our own words: nothing to escape
+            labels = f'{{job="{_escape(names[job_id])}",status="{status}",trigger="{trigger}"}}'
+            runs.add_labeled(labels, count)
     return [
         runs,
         _histogram(
             "cron_gateway_run_duration_seconds",
             "durations of the runs queued in the last hour (a window, not a running total)",
+            Run.duration_ms,
             DURATION_BUCKETS,
-            totals[:split],
+            since,
         ),
         _histogram(
             "cron_gateway_run_lateness_seconds",
             "how late the runs queued in the last hour started (a window, not a running total)",
+            Run.lateness_ms,
             LATENESS_BUCKETS,
-            totals[split:],
+            since,
         ),
     ]
 
 
-def _bucket_columns(column: Any, buckets: tuple[float, ...]) -> list[Any]:
-    """COUNT, SUM (ms) and one cumulative count per bucket of a milliseconds column."""
-    return [
-        fn.COUNT(column),
-        fn.SUM(column),
-        *(fn.SUM(Case(None, [(column <= int(b * 1000), 1)], 0)) for b in buckets),
-    ]
-
-
-def _histogram(name: str, doc: str, buckets: tuple[float, ...], sums: list[int]) -> Family:
-    count, total_ms, *cumulative = sums
+def _histogram(
+    name: str, doc: str, column: Any, buckets: tuple[float, ...], since: datetime
+) -> Family:
+    """A histogram of a milliseconds column: rows counted per bucket (one CASE a row, grouped),
+    then made cumulative."""
+    index = Case(None, [(column <= int(b * 1000), i) for i, b in enumerate(buckets)], len(buckets))
+    rows = _raw(
+        Run.select(index, fn.COUNT(Run.id), fn.SUM(column))
+        .where((Run.queued_at >= since) & column.is_null(False))
+        .group_by(SQL("1"))
+    )
+    per_bucket = [0] * (len(buckets) + 1)
+    total_ms = 0
+    for i, count, ms in rows:
+        per_bucket[int(i)] += int(count)
+        total_ms += int(ms or 0)
     family = Family(name, "histogram", doc)
-    for bound, n in zip(buckets, cumulative, strict=True):
-        family.add(n, "_bucket", le=_le(bound))
+    cumulative = 0
+    for bound, n in zip(buckets, per_bucket, strict=False):
+        cumulative += n
+        family.add(cumulative, "_bucket", le=_le(bound))
+    count = sum(per_bucket)
     family.add(count, "_bucket", le="+Inf")
     family.add(total_ms / 1000, "_sum")
     family.add(count, "_count")
