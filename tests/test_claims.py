@@ -279,3 +279,10 @@ def test_runs_of_a_gateway_judged_dead_are_abandoned_at_once(db: str, clock: Fak
     assert claims.reap(clock.now(), LEASE, LEASE) == 1
     assert Run.get_by_id(run.id).status == "abandoned"
     assert Gateway.get_by_id("gw").role == "lost"
+
+
+def test_a_watch_only_job_is_never_claimed(db: str, clock: FakeClock) -> None:
+    job = make_job(clock, watch_only=True)
+    clock.advance(seconds=5)
+    assert claims.claim_due_slots(clock.now()) == 0
+    assert claims.next_due_at(clock.now()) is None and statuses(job) == []

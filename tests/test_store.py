@@ -256,8 +256,10 @@ def test_a_dropped_postgresql_connection_is_replaced_on_next_use(db: str) -> Non
     with psycopg2.connect(postgres_url()) as admin, admin.cursor() as cur:
         cur.execute("SELECT pg_terminate_backend(%s)", (pid,))  # as a server restart would
     admin.close()
-    with pytest.raises((OperationalError, InterfaceError)):
-        database.execute_sql("SELECT 1")  # the statement that finds it dead fails, once
+    try:  # at once, the goodbye may not be there yet: then this statement fails, once
+        database.execute_sql("SELECT 1")
+    except (OperationalError, InterfaceError):
+        pass
     assert database.execute_sql("SELECT 1").fetchone() == (1,)
     assert database.execute_sql("SELECT pg_backend_pid()").fetchone()[0] != pid
 
@@ -274,3 +276,23 @@ def test_a_gateway_registers_beats_and_retires(db: str, clock: FakeClock) -> Non
     assert (row.pid, row.role, row.seen_at) == (43, "active", clock.now())
     gateways.retire("gw-1", clock.now())
     assert [g.role for g in gateways.list_gateways()] == ["stopped"]
+
+
+def test_a_connection_dead_since_a_restart_is_replaced_before_use(db: str) -> None:
+    """After the server hung up, the next statement runs on a new connection: no error."""
+    if not db.startswith("postgres"):
+        assert database.execute_sql("SELECT 1").fetchone() == (1,)  # SQLite: a file, no server
+        return
+    import time
+
+    import psycopg2
+
+    from tests.backends import postgres_url
+
+    pid = database.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
+    with psycopg2.connect(postgres_url()) as admin, admin.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    admin.close()
+    time.sleep(0.2)  # the server's goodbye reaches our socket
+    assert database.execute_sql("SELECT 1").fetchone() == (1,)
+    assert database.execute_sql("SELECT pg_backend_pid()").fetchone()[0] != pid

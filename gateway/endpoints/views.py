@@ -15,6 +15,9 @@ from typing import Any
 from flask import Blueprint
 from flask import Response
 from flask import request
+from peewee import InterfaceError
+from peewee import OperationalError
+from peewee import PeeweeException
 from werkzeug.exceptions import HTTPException
 
 from gateway import signing
@@ -60,6 +63,13 @@ def make_blueprint(cron: CronJobs) -> Blueprint:
     @bp.errorhandler(RateLimitedError)
     def _rate_limited(e: RateLimitedError) -> tuple[dict[str, Any], int, dict[str, str]]:
         return {"error": e.message}, e.status, {"Retry-After": str(e.retry_after)}
+
+    @bp.errorhandler(OperationalError)
+    @bp.errorhandler(InterfaceError)
+    def _database_error(e: PeeweeException) -> tuple[dict[str, Any], int, dict[str, str]]:
+        # The database is down or restarting: say so, and when to try again; no traceback.
+        logger.warning("cron endpoint: database unavailable: %s", type(e).__name__)
+        return {"error": "database unavailable, retry later"}, 503, {"Retry-After": "5"}
 
     @bp.errorhandler(HTTPException)
     def _http_error(e: HTTPException) -> tuple[dict[str, Any], int]:

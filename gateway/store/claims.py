@@ -89,6 +89,7 @@ def claim_due_slots(now: datetime, *, limit: int = 200) -> int:
             Job.select()
             .where(
                 Job.enabled
+                & ~Job.watch_only  # watched for alerts only: someone else calls it
                 & Job.deleted_at.is_null()
                 & Job.orphaned_at.is_null()
                 & (Job.next_run_at <= now)
@@ -279,7 +280,12 @@ def next_due_at(now: datetime) -> datetime | None:
     """Return the earliest time something is due (a job's next slot or a queued run), by index."""
     job_next = (
         Job.select(Job.next_run_at)
-        .where(Job.enabled & Job.next_run_at.is_null(False) & Job.orphaned_at.is_null())
+        .where(
+            Job.enabled
+            & ~Job.watch_only
+            & Job.next_run_at.is_null(False)
+            & Job.orphaned_at.is_null()
+        )
         .order_by(Job.next_run_at)
         .limit(1)
         .scalar()

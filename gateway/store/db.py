@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import threading
 from pathlib import Path
 from typing import Any
@@ -53,9 +54,28 @@ class ResilientPostgresqlDatabase(PostgresqlDatabase):
 
     def cursor(self, *args: Any, **kwargs: Any) -> Any:
         state = self._state  # type: ignore[attr-defined]
-        if state.conn is not None and state.conn.closed and not self.in_transaction():
-            state.reset()
+        if state.conn is not None and not self.in_transaction() and _is_dead(state.conn):
+            try:
+                state.conn.close()
+            finally:
+                state.reset()
         return super().cursor(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+
+def _is_dead(conn: Any) -> bool:
+    """Return True if an idle psycopg2 connection can no longer be used.
+
+    psycopg2 marks a connection closed only after a statement failed on it. An idle
+    connection has nothing to read (we use no LISTEN); if its socket is readable, the server
+    sent its goodbye ("terminating connection") or hung up, so it is replaced before use.
+    """
+    if conn.closed:
+        return True
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 def _sqlite(url: str) -> SqliteDatabase:

@@ -64,7 +64,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.section("fault suite figures")
     for line in report.LINES:
         terminalreporter.write_line(line)
-    cache = terminalreporter.config.cache
+    cache = getattr(terminalreporter.config, "cache", None)  # absent with -p no:cacheprovider
     if cache is not None:
         cache.set(report.CACHE_KEY, list(report.LINES))
 
