@@ -7,6 +7,7 @@ from datetime import datetime
 from datetime import timedelta
 from typing import Any
 
+from gateway.scheduler.reaper import Reaper
 from gateway.store import claims
 from gateway.store.jobs import next_run_after
 from gateway.store.models import Gateway
@@ -16,6 +17,15 @@ from gateway.store.runs import enqueue
 from tests.fakes import FakeClock
 
 APP = "http://127.0.0.1:8000"
+
+
+def sweep(reaper: Reaper, clock: FakeClock) -> int:
+    """Abandon what the reaper finds dead now, as the gateway's housekeeping does."""
+    claims.mark_lost_gateways(clock.now(), LEASE)
+    dead = reaper.dead(claims.pulses(), clock.now(), clock.monotonic())
+    return claims.abandon(dead, clock.now()) if dead else 0
+
+
 LEASE = timedelta(seconds=10)
 
 
@@ -179,7 +189,8 @@ def test_runs_of_dead_gateways_and_silent_workers_are_abandoned(db: str, clock: 
     Run.update(gateway="alive").where(Run.id == by_alive.id).execute()
     clock.advance(seconds=11)
     Gateway.update(seen_at=clock.now()).where(Gateway.instance == "alive").execute()
-    assert claims.reap(clock.now(), LEASE, LEASE) == 1
+    reaper = Reaper(LEASE, LEASE)
+    assert sweep(reaper, clock) == 1
     assert Run.get_by_id(by_dead.id).status == "abandoned"
     assert Run.get_by_id(by_alive.id).status == "dispatched"
     retry = Run.get((Run.execution_id == by_dead.execution_id) & (Run.attempt == 2))
@@ -187,7 +198,7 @@ def test_runs_of_dead_gateways_and_silent_workers_are_abandoned(db: str, clock: 
     Run.update(status="running", heartbeat_at=clock.now()).where(Run.id == by_alive.id).execute()
     clock.advance(seconds=11)
     Gateway.update(seen_at=clock.now()).execute()
-    assert claims.reap(clock.now(), LEASE, LEASE) == 1
+    assert sweep(reaper, clock) == 1
     assert Run.get_by_id(by_alive.id).status == "abandoned"
 
 
@@ -276,7 +287,7 @@ def test_runs_of_a_gateway_judged_dead_are_abandoned_at_once(db: str, clock: Fak
     run = enqueue(job, "manual", clock.now())
     claims.take_due_runs(clock.now(), "gw", APP)  # dispatched 1 s before the gateway is dead
     clock.advance(seconds=2)
-    assert claims.reap(clock.now(), LEASE, LEASE) == 1
+    assert sweep(Reaper(LEASE, LEASE), clock) == 1
     assert Run.get_by_id(run.id).status == "abandoned"
     assert Gateway.get_by_id("gw").role == "lost"
 
@@ -286,3 +297,20 @@ def test_a_watch_only_job_is_never_claimed(db: str, clock: FakeClock) -> None:
     clock.advance(seconds=5)
     assert claims.claim_due_slots(clock.now()) == 0
     assert claims.next_due_at(clock.now()) is None and statuses(job) == []
+
+
+def test_a_wall_clock_step_does_not_kill_a_run_that_beats(db: str, clock: FakeClock) -> None:
+    job = make_job(clock, schedule=None, retry_abandoned=True, max_attempts=2)
+    run = enqueue(job, "manual", clock.now())
+    claims.take_due_runs(clock.now(), "gw", APP)
+    Run.update(status="running", heartbeat_at=clock.now()).where(Run.id == run.id).execute()
+    reaper = Reaper(LEASE, LEASE)
+    assert sweep(reaper, clock) == 0
+    clock.set(clock.now() + timedelta(hours=1))  # stepped forward; monotonic time is not
+    assert sweep(reaper, clock) == 0
+    clock.set(clock.now() - timedelta(hours=2))  # and back
+    assert sweep(reaper, clock) == 0
+    assert Run.get_by_id(run.id).status == "running"
+    clock.advance(seconds=11)  # then the worker really stops beating
+    assert sweep(reaper, clock) == 1
+    assert Run.get_by_id(run.id).status == "abandoned"

@@ -34,6 +34,7 @@ from gateway.scheduler.caller import CallRequest
 from gateway.scheduler.caller import Outcome
 from gateway.scheduler.caller import cron_headers
 from gateway.scheduler.policy import RetryPolicy
+from gateway.scheduler.reaper import Reaper
 from gateway.scheduler.retry import decide_retry
 from gateway.store import claims
 from gateway.store import gateways
@@ -108,6 +109,7 @@ class Scheduler:
         first_prune = self.pacing.prune_after_seconds
         self._next_prune = None if first_prune is None else self.clock.monotonic() + first_prune
         self.dispatcher = Dispatcher(self.send, self.pacing.workers, self.pacing.per_host)
+        self.reaper = Reaper(self.lease, timedelta(seconds=settings.lease_seconds))
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -305,8 +307,9 @@ class Scheduler:
             evaluate_alerts(self.settings, now)
         except Exception:  # alerts must never stop the gateway
             logger.exception("alerts: evaluation failed")
-        run_lease = timedelta(seconds=self.settings.lease_seconds)
-        reaped = claims.reap(now, self.lease, run_lease)
+        claims.mark_lost_gateways(now, self.lease)
+        dead = self.reaper.dead(claims.pulses(), now, self.clock.monotonic())
+        reaped = claims.abandon(dead, now) if dead else 0
         if reaped:
             logger.warning("marked %d run(s) abandoned: their gateway or worker died", reaped)
 

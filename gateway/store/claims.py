@@ -7,6 +7,7 @@ PostgreSQL) and makes no HTTP call; `now` is passed in.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
@@ -15,6 +16,7 @@ from typing import Any
 from typing import TypeVar
 from typing import cast
 
+from peewee import JOIN
 from peewee import Model
 from peewee import ModelSelect
 
@@ -301,36 +303,63 @@ def next_due_at(now: datetime) -> datetime | None:
     return min(found) if found else None
 
 
-def reap(now: datetime, lease: timedelta, run_lease: timedelta) -> int:
-    """Mark runs whose sender or runner died *abandoned* (or queue a retry if the job opts in).
+@dataclass(frozen=True)
+class Pulse:
+    """How a live run shows it is alive: a beat under a key that should keep changing.
 
-    A *dispatched* run belongs to a gateway: it is dead when that gateway's heartbeat is older
-    than `lease`. A *running* run belongs to an app worker: dead when its own heartbeat is
-    older than `run_lease` (the endpoints' lease_seconds, the same limit they judge by).
+    A *running* run beats itself (its worker's heartbeat); a *dispatched* one lives while the
+    gateway that sent it beats (its gateway row's `seen_at`).
     """
-    dead = Gateway.select(Gateway.instance).where(Gateway.seen_at < now - lease)
-    stale = (
-        Run.select(Run, Job)
-        .join(Job)
-        .where(
-            (Run.status == "dispatched")
-            & (Run.gateway.in_(dead) | (Run.gateway.is_null() & (Run.dispatched_at < now - lease)))
-            | ((Run.status == "running") & (Run.heartbeat_at < now - run_lease))
-        )
-        .limit(500)
+
+    run_id: int
+    status: str
+    key: str
+    beat: datetime | None
+
+
+def pulses() -> list[Pulse]:
+    """Return the pulse of every run that is being sent or run (a handful, by index)."""
+    rows: Iterable[dict[str, Any]] = cast(
+        Iterable[dict[str, Any]],
+        (
+            Run.select(Run.id, Run.status, Run.heartbeat_at, Run.gateway, Gateway.seen_at)
+            .join(Gateway, JOIN.LEFT_OUTER, on=(Run.gateway == Gateway.instance))
+            .where(Run.status.in_(("dispatched", "running")))
+            .dicts()
+        ),
     )
+    return [
+        Pulse(r["id"], "running", f"run:{r['id']}", r["heartbeat_at"])
+        if r["status"] == "running"
+        else Pulse(r["id"], "dispatched", f"gateway:{r['gateway']}", r["seen_at"])
+        for r in rows
+    ]
+
+
+def abandon(run_ids: list[int], now: datetime) -> int:
+    """Mark these runs *abandoned* (their sender or runner died) if they are still live, and
+    queue the next attempt for jobs that opt in (`retry_abandoned`); return how many."""
     count = 0
     with write_transaction():
-        Gateway.update(role="lost").where(
-            (Gateway.seen_at < now - lease) & Gateway.role.in_(("active", "standby"))
-        ).execute()
-        for run in _locked(stale):
+        live = (
+            Run.select(Run, Job)
+            .join(Job)
+            .where(Run.id.in_(run_ids) & Run.status.in_(("dispatched", "running")))
+        )
+        for run in _locked(live):
             reason = ABANDONED_BY_GATEWAY if run.status == "dispatched" else ABANDONED_BY_WORKER
-            finish(run, "abandoned", now, error=reason)
-            if run.job.retry_abandoned and run.attempt < run.job.max_attempts:
-                queue_retry(run, now, now)
-            count += 1
+            if finish(run, "abandoned", now, error=reason):
+                count += 1
+                if run.job.retry_abandoned and run.attempt < run.job.max_attempts:
+                    queue_retry(run, now, now)
     return count
+
+
+def mark_lost_gateways(now: datetime, lease: timedelta) -> None:
+    """Show gateways that stopped beating without saying goodbye as *lost*."""
+    Gateway.update(role="lost").where(
+        (Gateway.seen_at < now - lease) & Gateway.role.in_(("active", "standby"))
+    ).execute()
 
 
 def hand_back(run_ids: list[int]) -> int:

@@ -1,7 +1,7 @@
 """Time faults with a fake clock (no processes): the wall clock steps while monotonic time goes on.
 
 Rounds are what the gateway's loop does (claims.claim_due_slots, claims.take_due_runs, the
-endpoint ending the run, claims.reap), on both backends. FakeClock.set steps the wall clock
+endpoint ending the run, the reaper), on both backends. FakeClock.set steps the wall clock
 without moving the monotonic clock, as NTP or an operator stepping the clock would.
 """
 
@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from gateway.scheduler.reaper import Reaper
 from gateway.store import claims
 from gateway.store import gateways
 from gateway.store import runs
@@ -48,11 +49,17 @@ def make_job(clock: FakeClock, name: str = "tick", **fields: Any) -> Job:
     return job
 
 
-def round_(clock: FakeClock) -> tuple[int, int]:
+def sweep(reaper: Reaper, clock: FakeClock) -> int:
+    """The gateway's reaping step: abandon the runs whose pulse stood still for the lease."""
+    dead = reaper.dead(claims.pulses(), clock.now(), clock.monotonic())
+    return claims.abandon(dead, clock.now()) if dead else 0
+
+
+def round_(clock: FakeClock, reaper: Reaper | None = None) -> tuple[int, int]:
     """One gateway round: claim, dispatch, and the endpoint answering at once; (claimed, sent)."""
     now = clock.now()
     gateways.beat(GW, now, "active")
-    claims.reap(now, LEASE, LEASE)
+    sweep(reaper or Reaper(LEASE, LEASE), clock)
     claimed = claims.claim_due_slots(now)
     sent = claims.take_due_runs(now, GW, APP)
     for dispatch in sent:
@@ -180,12 +187,15 @@ def test_a_step_forward_does_not_run_a_live_slot_a_second_time(
     origin = runs.Origin("schedule", sent.execution_id, 1, sent.scheduled_for)
     started = runs.start_run(job, origin, "cron", None, clock.now())  # the endpoint attaches
     Job.update(enabled=False, next_run_at=None).where(Job.id == job.id).execute()  # one slot
+    reaper = Reaper(LEASE, LEASE)  # the gateway watches the run's pulse
+    gateways.beat(GW, clock.now(), "active")
+    sweep(reaper, clock)
     clock.advance(seconds=0.5)
     runs.heartbeat(started.id, clock.now(), None, None)  # the worker's heartbeat: alive
     clock.set(clock.now() + HOUR)  # the host's clock is stepped forward between two beats
     now = clock.now()
     gateways.beat(GW, now, "active")
-    reaped = claims.reap(now, LEASE, LEASE)
+    reaped = sweep(reaper, clock)
     resent = claims.take_due_runs(now, GW, APP)
     rows = rows_of(job)
     record(
@@ -195,7 +205,7 @@ def test_a_step_forward_does_not_run_a_live_slot_a_second_time(
     )
     assert reaped == 0 and not resent, (
         "BUG: the wall clock stepped forward 1 h between two heartbeats of a live run (last "
-        "beat 0.5 s ago in monotonic time); claims.reap judged it by wall-clock timestamps "
+        "beat 0.5 s ago in monotonic time); the reaper judged it by wall-clock timestamps "
         "(Run.heartbeat_at < now - run_lease), marked it abandoned and, as the job sets "
         "retry_abandoned, queued attempt 2, which take_due_runs sent while attempt 1 still "
         f"runs: the slot's function runs twice at once\n{table(rows)}"
