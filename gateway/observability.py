@@ -19,7 +19,6 @@ from typing import Any
 
 from flask import Flask
 from flask import Response
-from flask import current_app
 from flask import request
 from peewee import SQL
 from peewee import Case
@@ -30,7 +29,7 @@ from prometheus_client import Counter
 from prometheus_client import generate_latest
 from prometheus_client import multiprocess
 
-from gateway.clock import Clock
+from gateway import app_context
 from gateway.config import Settings
 from gateway.store.db import database
 from gateway.store.db import ensure_open
@@ -70,24 +69,14 @@ def _count_request(response: Response) -> Response:
     return response
 
 
-def _settings() -> Settings:
-    settings: Settings = current_app.config["GATEWAY_SETTINGS"]
-    return settings
-
-
-def _clock() -> Clock:
-    clock: Clock = current_app.extensions["gateway_clock"]
-    return clock
-
-
 # -- /healthz ------------------------------------------------------------------------------
 
 
 def healthz() -> Any:
     """200 when the database answers (and, with ?gateway=1, a gateway's heartbeat is fresh)."""
-    settings = _settings()
+    settings = app_context.settings()
     want_gateway = request.args.get("gateway", "") in ("1", "true", "yes")
-    body, healthy = health(settings, _clock().now(), want_gateway)
+    body, healthy = health(settings, app_context.now(), want_gateway)
     return body, 200 if healthy else 503
 
 
@@ -126,10 +115,10 @@ def gateway_health(now: datetime, lease_seconds: float) -> dict[str, Any]:
 
 def metrics() -> Any:
     """The Prometheus text format; with GATEWAY_METRICS_TOKEN set, only for its bearer."""
-    settings = _settings()
+    settings = app_context.settings()
     if settings.metrics_token and not _bearer_matches(settings.metrics_token):
         return {"error": "unauthorized"}, 401, {"WWW-Authenticate": "Bearer"}
-    text = store_figures(settings, _clock().now()) + generate_latest(_process_figures()).decode()
+    text = store_figures(settings, app_context.now()) + generate_latest(_process_figures()).decode()
     return Response(text, mimetype=CONTENT_TYPE_LATEST)
 
 

@@ -8,8 +8,8 @@ from typing import Any
 from flask import Blueprint
 
 from gateway.api import params
-from gateway.api.context import now
-from gateway.api.context import settings
+from gateway.app_context import now
+from gateway.app_context import settings
 from gateway.store.gateways import list_gateways
 from gateway.store.models import Gateway
 

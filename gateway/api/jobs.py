@@ -8,8 +8,8 @@ from flask import Blueprint
 
 from gateway.api import bodies
 from gateway.api import params
-from gateway.api.context import now
-from gateway.api.context import settings
+from gateway.app_context import now
+from gateway.app_context import settings
 from gateway.errors import NotFoundError
 from gateway.jobspec import check_payload
 from gateway.store import jobs as store

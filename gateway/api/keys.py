@@ -8,7 +8,7 @@ from flask import Blueprint
 
 from gateway.api import bodies
 from gateway.api import params
-from gateway.api.context import now
+from gateway.app_context import now
 from gateway.errors import NotFoundError
 from gateway.store import keys as store
 

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint
 
 from gateway.api import params
-from gateway.api.context import now
+from gateway.app_context import now
 from gateway.errors import InvalidSchedule
 from gateway.errors import ValidationError
 from gateway.schedule import Schedule

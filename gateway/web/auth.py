@@ -16,13 +16,13 @@ from flask import url_for
 from flask.sessions import SecureCookieSessionInterface
 
 from gateway import tokens
+from gateway.app_context import now
+from gateway.app_context import settings
 from gateway.endpoints.auth import ADMIN_BOOTSTRAP_CALLER
 from gateway.store.db import ensure_open
 from gateway.store.keys import verify_key
 from gateway.store.models import Key
 from gateway.web.context import back_to
-from gateway.web.context import now
-from gateway.web.context import settings
 
 PUBLIC_ENDPOINTS = ("ui.login", "ui.static")
 MAX_TOKEN_LENGTH = 512

@@ -1,25 +1,8 @@
-"""What every page needs from the app: settings, the clock, and safe places to go back to."""
+"""Safe places for a page to go back to after a form (no open redirects)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from flask import current_app
 from flask import request
-
-from gateway.clock import Clock
-from gateway.config import Settings
-
-
-def settings() -> Settings:
-    found: Settings = current_app.config["GATEWAY_SETTINGS"]
-    return found
-
-
-def now() -> datetime:
-    """Return the app clock's current time (aware, UTC)."""
-    clock: Clock = current_app.extensions["gateway_clock"]
-    return clock.now()
 
 
 def back_to(default: str) -> str:

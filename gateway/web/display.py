@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint
 
-from gateway.web.context import now
+from gateway.app_context import now
 
 GOOD = ("success",)
 BAD = ("error", "timeout", "abandoned")

@@ -7,9 +7,9 @@ from typing import Any
 from flask import Blueprint
 from flask import render_template
 
+from gateway.app_context import now
+from gateway.app_context import settings
 from gateway.store.gateways import list_gateways
-from gateway.web.context import now
-from gateway.web.context import settings
 
 
 def register(bp: Blueprint) -> None:

@@ -14,6 +14,8 @@ from flask import render_template
 from flask import request
 from flask import url_for
 
+from gateway.app_context import now
+from gateway.app_context import settings
 from gateway.errors import GatewayError
 from gateway.errors import InvalidSchedule
 from gateway.errors import NotFoundError
@@ -28,8 +30,6 @@ from gateway.store.run_queries import page_runs
 from gateway.store.run_queries import recent_runs_of
 from gateway.web import charts
 from gateway.web import forms
-from gateway.web.context import now
-from gateway.web.context import settings
 from gateway.web.jobs import describe
 from gateway.web.jobs import failed
 

@@ -12,6 +12,7 @@ from flask import render_template
 from flask import request
 from flask import url_for
 
+from gateway.app_context import now
 from gateway.errors import GatewayError
 from gateway.schedule import Schedule
 from gateway.store import jobs as store
@@ -23,7 +24,6 @@ from gateway.store.models import Job
 from gateway.store.run_queries import recent_runs_of
 from gateway.web import forms
 from gateway.web.context import back_to
-from gateway.web.context import now
 
 PAGE_SIZE = 50
 STRIP_LENGTH = 20

@@ -11,6 +11,7 @@ from flask import render_template
 from flask import request
 from flask import url_for
 
+from gateway.app_context import now
 from gateway.errors import GatewayError
 from gateway.errors import NotFoundError
 from gateway.store.keys import SCOPES
@@ -18,7 +19,6 @@ from gateway.store.keys import check_key_job
 from gateway.store.keys import create_key
 from gateway.store.keys import list_keys
 from gateway.store.keys import revoke_key
-from gateway.web.context import now
 
 
 def register(bp: Blueprint) -> None:

@@ -1,4 +1,4 @@
-"""What every API view needs from the app: its settings and its clock (injected in tests)."""
+"""The current Flask app's settings and clock, as create_app stored them (views read these)."""
 
 from __future__ import annotations
 
