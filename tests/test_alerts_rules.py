@@ -160,3 +160,29 @@ def test_an_every_minute_job_a_few_seconds_early_is_on_pace() -> None:
     assert job.ran("success").opened == ()
     job.clock.advance(seconds=20)  # 09:01:19, a second run in the 09:01 slot
     assert [n.kind for n in job.ran("success").opened] == ["too_often"]
+
+
+def test_a_late_start_of_a_scheduled_slot_is_not_too_often() -> None:
+    """Slots 20 and 21 of an every-second job, the first sent 509 ms late: one run each."""
+    from datetime import UTC
+    from datetime import datetime
+    from datetime import timedelta
+
+    from gateway.alerts.rules import RunFact
+
+    base = datetime(2026, 11, 23, 11, 28, 20, tzinfo=UTC)
+    late = RunFact("success", "schedule", base + timedelta(milliseconds=509), 5, None, base)
+    on_time = RunFact(
+        "success",
+        "schedule",
+        base + timedelta(seconds=1, milliseconds=62),
+        5,
+        None,
+        base + timedelta(seconds=1),
+    )
+    held: list[tuple[str, bool]] = []
+    from gateway.alerts import rules
+
+    job = rules.Expectation(name="tick", schedule="* * * * * *")
+    rules._pace(job, [late, on_time], lambda kind, holds, message: held.append((kind, holds)))
+    assert held == [("too_often", False)]

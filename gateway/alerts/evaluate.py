@@ -141,12 +141,17 @@ def expectation(job: Job, settings: Settings) -> rules.Expectation:
 def history(job_id: int) -> list[rules.RunFact]:
     """Return the job's newest finished runs, oldest first, through the (job, id) index."""
     rows = (
-        Run.select(Run.status, Run.trigger, Run.started_at, Run.duration_ms, Run.error)
+        Run.select(
+            Run.status, Run.trigger, Run.started_at, Run.duration_ms, Run.error, Run.scheduled_for
+        )
         .where((Run.job == job_id) & Run.status.in_(TERMINAL))
         .order_by(Run.id.desc())
         .limit(HISTORY)
     )
-    facts = [rules.RunFact(r.status, r.trigger, r.started_at, r.duration_ms, r.error) for r in rows]
+    facts = [
+        rules.RunFact(r.status, r.trigger, r.started_at, r.duration_ms, r.error, r.scheduled_for)
+        for r in rows
+    ]
     return facts[::-1]
 
 

@@ -49,6 +49,7 @@ class RunFact:
     started_at: datetime | None
     duration_ms: int | None = None
     error: str | None = None
+    scheduled_for: datetime | None = None  # the slot, for runs the gateway sent on schedule
 
 
 @dataclass(frozen=True)
@@ -158,12 +159,13 @@ def _durations(job: Expectation, runs: Sequence[RunFact], hold: _Hold) -> None:
 
 
 def _pace(job: Expectation, runs: Sequence[RunFact], hold: _Hold) -> None:
-    """too_often: the two newest paced runs started within one slot of the schedule."""
-    starts = sorted(
-        r.started_at
-        for r in runs
-        if r.trigger in PACED_TRIGGERS and r.status in COUNTED and r.started_at is not None
-    )
+    """too_often: the two newest paced runs came within one slot of the schedule.
+
+    A run the gateway sent counts at its slot, not at its start: a late start is not a
+    second run of the slot before it.
+    """
+    paced = (r for r in runs if r.trigger in PACED_TRIGGERS and r.status in COUNTED)
+    starts = sorted(at for r in paced if (at := r.scheduled_for or r.started_at) is not None)
     if len(starts) < 2:
         return
     previous, newest = starts[-2], starts[-1]

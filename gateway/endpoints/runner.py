@@ -7,6 +7,7 @@ import logging
 import threading
 import traceback
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from gateway.logs import log_context
 from gateway.store import leases
 from gateway.store import runs
 from gateway.store.db import database
+from gateway.store.db import write_transaction
 
 logger = logging.getLogger("gateway.endpoints")
 
@@ -103,21 +105,30 @@ class Execution:
         return result, stack
 
     def _record(self, result: Result, stack: str | None) -> None:
+        """End the run and free the job's lock in one transaction: nobody may see the run
+        ended while its lock is still held (the gateway would send the next run into a 409)."""
         try:
-            runs.finish_run(
-                self.run_id,
-                result.status,
-                self.clock.now(),
-                duration_ms=result.duration_ms,
-                summary=result.summary,
-                error=result.error,
-                error_stack=stack,
-                log=self.ctx.log_text() or None,
-                progress_done=self.ctx.progress_value[0] if self.ctx.progress_value else None,
-                progress_total=self.ctx.progress_value[1] if self.ctx.progress_value else None,
-            )
-        finally:
-            leases.release(self.lease_name, self.ctx.execution_id)
+            with write_transaction():
+                self._finish(result, stack)
+                leases.release(self.lease_name, self.ctx.execution_id)
+        except Exception:
+            with suppress(Exception):  # never keep the lock; the first error is the one to see
+                leases.release(self.lease_name, self.ctx.execution_id)
+            raise
+
+    def _finish(self, result: Result, stack: str | None) -> None:
+        runs.finish_run(
+            self.run_id,
+            result.status,
+            self.clock.now(),
+            duration_ms=result.duration_ms,
+            summary=result.summary,
+            error=result.error,
+            error_stack=stack,
+            log=self.ctx.log_text() or None,
+            progress_done=self.ctx.progress_value[0] if self.ctx.progress_value else None,
+            progress_total=self.ctx.progress_value[1] if self.ctx.progress_value else None,
+        )
 
     def _heartbeat(self) -> None:
         """Renew the lease and store the log until the run ends (its own DB connection)."""
