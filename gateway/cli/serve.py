@@ -17,6 +17,9 @@ from gateway.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN_FILE = Path("var/cron-token")
+ADMIN_TOKEN_FILE = Path("var/admin-token")  # the UI login and API key `up` makes for you
+CRON_TOKEN = "GATEWAY_CRON_TOKEN"
+ADMIN_TOKEN = "GATEWAY_ADMIN_TOKEN"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -62,11 +65,13 @@ def scheduler() -> None:
 def up() -> None:
     """Start everything for one machine: the web app and the gateway, until Ctrl-C."""
     env = dict(os.environ)
-    if not env.get("GATEWAY_CRON_TOKEN"):
-        env["GATEWAY_CRON_TOKEN"] = _local_token()
+    for variable, path in ((CRON_TOKEN, TOKEN_FILE), (ADMIN_TOKEN, ADMIN_TOKEN_FILE)):
+        if not env.get(variable):
+            env[variable] = _local_token(path)
     settings = load_settings(env)
     click.echo(f"Cron Gateway on http://{settings.bind}")
-    click.echo(f"cron token: in {TOKEN_FILE.resolve()} (or set GATEWAY_CRON_TOKEN)")
+    click.echo(f"UI login key: in {ADMIN_TOKEN_FILE.resolve()} (or set {ADMIN_TOKEN})")
+    click.echo(f"cron token: in {TOKEN_FILE.resolve()} (or set {CRON_TOKEN})")
     click.echo(
         f'try: curl -X POST -H "X-Cron-Token: $(cat {TOKEN_FILE})" '
         f"http://{settings.bind}/crons/cleanup-sessions"
@@ -75,19 +80,19 @@ def up() -> None:
     sys.exit(supervise([web_command(), gateway], env))
 
 
-def _existing_local_token() -> str | None:
-    """Return the token `up` keeps in var/cron-token, if there is one."""
-    return TOKEN_FILE.read_text().strip() if TOKEN_FILE.exists() else None
+def _existing_local_token(path: Path = TOKEN_FILE) -> str | None:
+    """Return the token `up` keeps in a file under var/, if there is one."""
+    return path.read_text().strip() if path.exists() else None
 
 
-def _local_token() -> str:
-    """Return the token kept in var/cron-token, creating it (mode 600) on first start."""
-    existing = _existing_local_token()
+def _local_token(path: Path) -> str:
+    """Return the token kept in `path`, creating it (mode 600) on first start."""
+    existing = _existing_local_token(path)
     if existing:
         return existing
-    TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     token = "cg_" + secrets.token_urlsafe(32)
-    fd = os.open(TOKEN_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
     return token
