@@ -131,3 +131,15 @@ def test_the_session_secret_comes_from_the_admin_token_or_a_kept_file(
     bare = type(settings)(database_url=settings.database_url)
     first = session_secret(bare)
     assert len(first) == 64 and session_secret(bare) == first  # kept in var/ui-secret
+
+
+def test_repeated_bad_logins_are_slowed_down_even_for_the_right_key(
+    client: FlaskClient,
+) -> None:
+    csrf = csrf_of(client.get("/login").text)
+    for _ in range(10):
+        r = client.post("/login", data={"token": "wrong-key-0123456789", "csrf": csrf})
+        assert r.status_code == 401
+    r = client.post("/login", data={"token": ADMIN_TOKEN, "csrf": csrf})
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
+    assert "try again" in r.text and client.get("/").status_code == 302  # not logged in

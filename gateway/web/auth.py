@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Blueprint
 from flask import Flask
+from flask import current_app
 from flask import redirect
 from flask import render_template
 from flask import request
@@ -19,6 +20,7 @@ from gateway import tokens
 from gateway.app_context import now
 from gateway.app_context import settings
 from gateway.endpoints.auth import ADMIN_BOOTSTRAP_CALLER
+from gateway.endpoints.auth import throttle_of
 from gateway.store.db import ensure_open
 from gateway.store.keys import verify_key
 from gateway.store.models import Key
@@ -102,9 +104,18 @@ def login_form() -> Any:
 
 
 def login() -> Any:
+    # The same throttle as the endpoints and the API: guessing keys here is no easier.
+    throttle = throttle_of(current_app, settings())
+    at = now().timestamp()
+    wait = throttle.retry_after(request.remote_addr, at)
+    if wait is not None:
+        error = f"Too many failed attempts from your address; try again in {wait} s."
+        page = render_template("login.html", next=back_to("/"), error=error)
+        return page, 429, {"Retry-After": str(wait)}
     token = request.form.get("token", "").strip()
     user = _admin_for(token) if 0 < len(token) <= MAX_TOKEN_LENGTH else None
     if user is None:
+        throttle.failed(request.remote_addr, at)
         return render_template(
             "login.html", next=back_to("/"), error="That is not an admin key."
         ), 401
