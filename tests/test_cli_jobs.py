@@ -385,3 +385,12 @@ def test_bad_pause_exits_2_and_pauses_nothing(
     code, out, err = run_cli(["jobs", "pause", *args], capsys)
     assert code == 2 and out == "" and fragment in err and len(err.splitlines()) == 1
     assert stored()[0]["state"] == "enabled"
+
+
+def test_signing_can_be_turned_off_and_on_per_job(env: dict[str, str], capsys: Any) -> None:
+    assert run_cli(["jobs", "add", "a", "--url", "/a", "--unsigned"], capsys)[0] == 0
+    assert stored()[0]["signed"] is False
+    assert run_cli(["jobs", "edit", "a", "--signed"], capsys)[0] == 0
+    assert stored()[0]["signed"] is True
+    run_cli(["jobs", "edit", "a", "--title", "A"], capsys)
+    assert stored()[0]["signed"] is True  # not given: unchanged

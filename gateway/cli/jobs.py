@@ -87,6 +87,12 @@ def _definition_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--title"),
         click.option("--description"),
         click.option("--tag", "tags", multiple=True, help="A tag (repeatable; replaces all)."),
+        click.option(
+            "--signed/--unsigned",
+            "signed",
+            default=None,
+            help="Send X-Cron-Signature with each call (the default when a secret is set).",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print the job as JSON."),
     ]
     for option in reversed(options):
