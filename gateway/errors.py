@@ -29,6 +29,20 @@ class ValidationError(GatewayError, ValueError):
     code = "invalid"
 
 
+class UnauthorizedError(GatewayError):
+    status = 401
+    code = "unauthorized"
+
+
+class ForbiddenError(GatewayError):
+    status = 403
+    code = "forbidden"
+
+
+class MalformedBodyError(GatewayError):
+    code = "malformed_json"
+
+
 class NotFoundError(GatewayError):
     status = 404
     code = "not_found"

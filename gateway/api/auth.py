@@ -5,11 +5,11 @@ from __future__ import annotations
 from flask import g
 from flask import request
 
-from gateway.api.errors import ForbiddenError
-from gateway.api.errors import UnauthorizedError
 from gateway.app_context import now
 from gateway.app_context import settings
 from gateway.endpoints.auth import authenticate
+from gateway.errors import ForbiddenError
+from gateway.errors import UnauthorizedError
 from gateway.store.db import ensure_open
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import request
 
-from gateway.api.errors import MalformedBodyError
+from gateway.errors import MalformedBodyError
 from gateway.errors import ValidationError
 
 

@@ -28,20 +28,6 @@ _HTTP_CODES = {
 }
 
 
-class UnauthorizedError(GatewayError):
-    status = 401
-    code = "unauthorized"
-
-
-class ForbiddenError(GatewayError):
-    status = 403
-    code = "forbidden"
-
-
-class MalformedBodyError(GatewayError):
-    code = "malformed_json"
-
-
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "field": field}}
 

@@ -23,8 +23,8 @@ ADMIN_TOKEN = "GATEWAY_ADMIN_TOKEN"
 _PR_SET_PDEATHSIG = 1
 
 
-def web_command() -> list[str]:
-    """Return the gunicorn command line serving wsgi.py with config/gunicorn.conf.py."""
+def web_command(app: str = "wsgi:app") -> list[str]:
+    """Return the gunicorn command line serving `app` (the demo's wsgi.py) with our config."""
     return [
         sys.executable,
         "-m",
@@ -33,7 +33,7 @@ def web_command() -> list[str]:
         str(ROOT),
         "-c",
         str(ROOT / "config" / "gunicorn.conf.py"),
-        "wsgi:app",
+        app,
     ]
 
 

@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from collections.abc import Mapping
@@ -21,6 +20,8 @@ from typing import Any
 from typing import TypeVar
 
 import requests
+
+from gateway.cli.serve import web_command
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -144,18 +145,8 @@ def write_config(path: Path, **values: float | int | str | bool) -> Path:
 
 
 def gunicorn_argv(app: str = "tests.e2e.app_under_test:app") -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--pythonpath",
-        str(ROOT),
-        "-c",
-        str(ROOT / "config" / "gunicorn.conf.py"),
-        "--workers",
-        "2",
-        app,
-    ]
+    """The command `python -m gateway web` runs, serving `app` with two workers."""
+    return [*web_command(app), "--workers", "2"]
 
 
 def start_gunicorn(
