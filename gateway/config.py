@@ -42,6 +42,9 @@ class Settings:
     # without proof. A worker killed with -9 leaves a lease that expires after `lease_seconds`.
     heartbeat_seconds: float = 5.0
     lease_seconds: float = 30.0
+    # A cron endpoint that cannot reach the database (a restart, a failover) retries with
+    # backoff for this long before it answers 503: the job has not started, so nothing repeats.
+    database_wait_seconds: float = 10.0
     # The gateway: how long its lease and heartbeat last (a standby takes over after this),
     # how many calls it makes at once, and at most how many to one host.
     gateway_lease_seconds: float = 10.0
@@ -88,6 +91,10 @@ class Settings:
             raise ConfigError(
                 "heartbeat_seconds must be positive and shorter than lease_seconds",
                 field="heartbeat_seconds",
+            )
+        if not 0 <= self.database_wait_seconds <= 300:
+            raise ConfigError(
+                "database_wait_seconds must be from 0 to 300", field="database_wait_seconds"
             )
         if self.require_signature and not self.signing_secrets:
             raise ConfigError(

@@ -56,3 +56,12 @@ def test_a_broken_or_unknown_file_setting_fails(tmp_path: Path) -> None:
     unknown.write_text("colour = 'blue'\n")
     with pytest.raises(ConfigError, match="colour"):
         load_settings({}, config_file=str(unknown))
+
+
+@pytest.mark.parametrize("value", ["-1", "301", "soon"])
+def test_database_wait_seconds_from_the_file_is_checked(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(f'database_wait_seconds = "{value}"\n')
+    with pytest.raises(ConfigError) as e:
+        load_settings({}, config_file=str(path))
+    assert e.value.field == "database_wait_seconds"

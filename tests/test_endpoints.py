@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from peewee import OperationalError
 
 from gateway import CronJobs
 from gateway import create_app
 from gateway.config import Settings
+from gateway.endpoints import views
 from gateway.endpoints.context import RunContext
 from gateway.errors import GatewayError
 from gateway.store import keys
@@ -317,3 +319,42 @@ def test_a_canceled_holder_gives_the_lock_to_its_replacement(
     Run.update(status="canceled").where(Run.id == old.id).execute()
     leases.acquire("job:hello", old.execution_id, timedelta(seconds=60), clock.now())
     assert client.post("/crons/hello", headers=AUTH).status_code == 200
+
+
+def test_a_database_outage_before_the_job_starts_delays_the_run_instead_of_failing_it(
+    client: FlaskClient, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The connection drops after the job's lock was taken and before the run was recorded
+    # (a PostgreSQL restart between two statements): the endpoint waits, tries again, and the
+    # lock it took on the first try is still its own.
+    real_start, failures = runs.start_run, [OperationalError("server closed the connection")] * 2
+
+    def flaky_start(*args: Any, **kwargs: Any) -> Run:
+        if failures:
+            raise failures.pop()
+        return real_start(*args, **kwargs)
+
+    monkeypatch.setattr(runs, "start_run", flaky_start)
+    waited_before = len(clock.waits)
+    response = client.post("/crons/hello", headers=AUTH)
+    assert response.status_code == 200, response.json
+    assert response.json["status"] == "success"
+    assert [r.status for r in _runs("hello")] == ["success"]
+    assert leases.current("job:hello") is None
+    assert clock.waits[waited_before:] == [0.1, 0.2]  # backoff, on the injected clock
+
+
+def test_a_database_down_for_longer_than_the_wait_is_503_with_retry_after(
+    client: FlaskClient, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(views, "ensure_job", down)
+    started = clock.monotonic()
+    response = client.post("/crons/hello", headers=AUTH)
+    assert response.status_code == 503
+    assert response.json == {"error": "database unavailable, retry later"}
+    assert response.headers["Retry-After"] == "5"
+    assert clock.monotonic() - started == pytest.approx(10.0)  # database_wait_seconds
+    assert _runs("hello") == [] and leases.current("job:hello") is None

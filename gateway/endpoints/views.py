@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Blueprint
 from flask import Response
+from flask import g
 from flask import request
 from peewee import InterfaceError
 from peewee import OperationalError
@@ -37,6 +38,7 @@ from gateway.store import leases
 from gateway.store import run_queries
 from gateway.store import runs
 from gateway.store.db import database
+from gateway.store.db import retry_while_unavailable
 from gateway.store.jobs import ensure_job
 from gateway.store.models import TRIGGERS
 from gateway.store.models import Run
@@ -84,17 +86,14 @@ def make_blueprint(cron: CronJobs) -> Blueprint:
 
     @bp.route("/<name>", methods=["GET", "POST", *_OTHER_METHODS])
     def call(name: str) -> Any:
-        caller = _caller(cron)
-        if caller is None or not _signed_well(cron):
-            return UNAUTHORIZED
-        definition = cron.jobs.get(name)
-        if definition is None:
-            return _error(f"no job named {name!r}", 404)
-        if request.method in _OTHER_METHODS:
-            return _error("use GET or POST", 405)
-        if not caller.may_invoke(name):
-            return _error("this key may not run this job", 403)
-        return _start(cron, definition, caller.name, _origin(), _payload())
+        assert cron.settings is not None and cron.clock is not None
+        fresh_id = runs.new_execution_id()  # one id however often admission is retried
+        admitted = retry_while_unavailable(
+            lambda: _admit(cron, name, fresh_id), cron.clock, cron.settings.database_wait_seconds
+        )
+        if not isinstance(admitted, Execution):
+            return admitted
+        return _run(cron, cron.jobs[name], admitted)
 
     @bp.get("/<name>/runs/<execution_id>")
     def status(name: str, execution_id: str) -> Any:
@@ -175,20 +174,45 @@ def _payload() -> Any:
         raise ValidationError(f"the request body is not valid JSON: {e}") from None
 
 
+def _admit(cron: CronJobs, name: str, fresh_id: str) -> Any:
+    """Check the call, take the job's lock and record the run: the Execution to run, or the
+    answer (401, 403, 404, 405, 409). Nothing outside the database has happened yet, so a
+    database outage here may be retried."""
+    caller = _caller(cron)
+    if caller is None or not _signed_well(cron):
+        return UNAUTHORIZED
+    definition = cron.jobs.get(name)
+    if definition is None:
+        return _error(f"no job named {name!r}", 404)
+    if request.method in _OTHER_METHODS:
+        return _error("use GET or POST", 405)
+    if not caller.may_invoke(name):
+        return _error("this key may not run this job", 403)
+    return _start(cron, definition, caller.name, _origin(), _payload(), fresh_id)
+
+
 def _start(
-    cron: CronJobs, definition: JobDef, caller: str, origin: runs.Origin, payload: Any
+    cron: CronJobs,
+    definition: JobDef,
+    caller: str,
+    origin: runs.Origin,
+    payload: Any,
+    fresh_id: str,
 ) -> Any:
     assert cron.settings is not None and cron.clock is not None
     settings, now = cron.settings, cron.clock.now()
     lease = timedelta(seconds=settings.lease_seconds)
     job = ensure_job(definition.name, _declared(cron, definition), now)
-    execution_id = origin.execution_id or runs.new_execution_id()
+    execution_id = origin.execution_id or fresh_id
     lock = f"job:{definition.name}"
     runs.abandon_stale(job, now, lease)
     taken, previous = leases.acquire(lock, execution_id, lease, now)
     if previous is not None:
         runs.abandon_run(previous, now)
     holder = None if taken else leases.current(lock)
+    if holder is not None and holder.holder == execution_id and g.get("cron_lock_taken"):
+        taken, holder = True, None  # this request took it before the database dropped out
+    g.cron_lock_taken = taken
     if holder is not None and runs.was_canceled(holder.holder):
         # The gateway replaced that run (overlap: replace); it is stopping, this one starts.
         taken = leases.take_over(lock, holder.holder, execution_id, lease, now)
@@ -203,7 +227,11 @@ def _start(
     except ConflictError as e:
         leases.release(lock, execution_id)
         return Result(execution_id, definition.name, "skipped", 0, None, e.message).as_dict(), 409
-    execution = _execution(cron, definition, run, lock, payload)
+    return _execution(cron, definition, run, lock, payload)
+
+
+def _run(cron: CronJobs, definition: JobDef, execution: Execution) -> Any:
+    """Run an admitted call in the job's mode and answer it."""
     if definition.mode == "async":
         return _run_async(cron, definition, execution)
     if definition.mode == "stream":

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 import select
 import threading
+from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from peewee import Database
 from peewee import DatabaseProxy
+from peewee import InterfaceError
+from peewee import OperationalError
 from peewee import PostgresqlDatabase
 from peewee import SqliteDatabase
 from playhouse.db_url import parse as parse_url
 
+from gateway.clock import Clock
 from gateway.errors import ConfigError
+
+T = TypeVar("T")
+logger = logging.getLogger("gateway.store")
 
 # The models bind to this proxy; `open_database` points it at a real database.
 database = DatabaseProxy()
@@ -55,6 +65,7 @@ class ResilientPostgresqlDatabase(PostgresqlDatabase):
     def cursor(self, *args: Any, **kwargs: Any) -> Any:
         state = self._state  # type: ignore[attr-defined]
         if state.conn is not None and not self.in_transaction() and _is_dead(state.conn):
+            logger.warning("database: the server closed this connection; reconnecting")
             try:
                 state.conn.close()
             finally:
@@ -142,3 +153,26 @@ def write_transaction() -> Any:
     if isinstance(db, SqliteDatabase):
         return db.atomic("IMMEDIATE")
     return db.atomic()
+
+
+def retry_while_unavailable(step: Callable[[], T], clock: Clock, patience_s: float) -> T:
+    """Return `step()`, calling it again with backoff while the database cannot be reached.
+
+    For work that has not done anything outside the database yet (a cron endpoint before its
+    job starts): a restart or failover of a few seconds then delays a run instead of failing
+    it. After `patience_s` (monotonic) the last OperationalError or InterfaceError is raised.
+    """
+    deadline = clock.monotonic() + patience_s
+    delay = 0.1
+    never = threading.Event()
+    while True:
+        try:
+            return step()
+        except (OperationalError, InterfaceError):
+            left = deadline - clock.monotonic()
+            if left <= 0:
+                raise
+            with suppress(Exception):  # a dead connection may fail to close: it is gone anyway
+                database.close()
+            clock.wait(min(delay, left), never)
+            delay = min(delay * 2, 2.0)

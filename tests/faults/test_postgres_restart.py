@@ -123,6 +123,7 @@ def test_postgres_restart_during_load(tmp_path: Path, postgres_kept_up: None) ->
             lost=len(holes) + len(left),
             duplicates=len(twice) + len(executed_twice),
             gateway_outage_logs=out.count("database unavailable"),
+            gateway_reconnects=out.count("closed this connection"),
             healthz=dict(codes),
             healthz_not_200_s=f"{min(unhealthy):.2f}-{max(unhealthy):.2f}" if unhealthy else "-",
             errors=[f"{r.http_status} {(r.error or '')[:100]}" for r in errors],
@@ -132,16 +133,15 @@ def test_postgres_restart_during_load(tmp_path: Path, postgres_kept_up: None) ->
         assert not holes, f"seconds with no row (job, slot): {holes[:10]}\n{shown}"
         assert not twice, f"seconds with two rows: {twice[:10]}\n{shown}"
         assert not executed_twice, f"job functions that ran twice for one slot: {executed_twice}"
-        assert "database unavailable" in out, (
+        # A restart shorter than the gateway's sleep is met only as a dropped connection.
+        assert "database unavailable" in out or "closed this connection" in out, (
             f"the gateway did not report the outage\n{out[-3000:]}"
         )
-        assert "database reachable again" in out, f"no recovery line\n{out[-3000:]}"
+        if "database unavailable" in out:
+            assert "database reachable again" in out, f"no recovery line\n{out[-3000:]}"
         assert statuses["abandoned"] == 0, f"runs abandoned by the restart\n{shown}"
         assert not errors, (
-            "BUG: slots ended *error* (HTTP 500) without their job running: after the restart "
-            "each app thread's first query runs on its dead connection (psycopg2 learns it is "
-            "closed only when a statement fails), so the endpoint raised OperationalError "
-            "('server closed the connection unexpectedly') from ensure_job and Flask answered "
-            "500 (gateway/store/db.py ResilientPostgresqlDatabase.cursor resets only an "
-            "already-closed connection). With max_attempts=1 the slot is lost.\n" + table(errors)
+            "slots ended *error* without their job running: an endpoint that met the restart "
+            "before its job started must wait for the database (database_wait_seconds), not "
+            "answer 503, or the slot is lost with max_attempts=1.\n" + table(errors)
         )
