@@ -149,6 +149,32 @@ def test_replace_cancels_the_running_one(db: str, clock: FakeClock) -> None:
     assert statuses(job)[1] == ("dispatched", "09:00:02")
 
 
+def test_in_one_batch_a_replaced_run_is_canceled_before_it_is_ever_sent(
+    db: str, clock: FakeClock
+) -> None:
+    job = make_job(clock, overlap="replace", misfire="all")
+    clock.advance(seconds=3)  # three slots due together: the batch decides them in order
+    claims.claim_due_slots(clock.now())
+    [sent] = claims.take_due_runs(clock.now(), "gw", APP)
+    assert Run.get_by_id(sent.run_id).scheduled_for == clock.now()
+    assert statuses(job) == [
+        ("canceled", "09:00:01"),
+        ("canceled", "09:00:02"),
+        ("dispatched", "09:00:03"),
+    ]
+
+
+def test_a_burst_of_due_runs_is_dispatched_together(db: str, clock: FakeClock) -> None:
+    jobs = [make_job(clock, f"job{i:03d}") for i in range(150)]
+    clock.advance(seconds=1)
+    assert claims.claim_due_slots(clock.now()) == 150
+    sent = claims.take_due_runs(clock.now(), "gw", APP)
+    assert sorted(d.job for d in sent) == sorted(j.name for j in jobs)
+    rows = Run.select().where(Run.status == "dispatched")
+    assert {(r.gateway, r.dispatched_at) for r in rows} == {("gw", clock.now())}
+    assert claims.take_due_runs(clock.now(), "gw", APP) == []
+
+
 def test_a_manual_run_waits_for_the_running_one_under_forbid(db: str, clock: FakeClock) -> None:
     job = make_job(clock, schedule=None)
     first = enqueue(job, "manual", clock.now())

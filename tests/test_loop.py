@@ -23,6 +23,7 @@ from gateway.scheduler.loop import LoopSettings
 from gateway.scheduler.loop import Scheduler
 from gateway.store import leases
 from gateway.store.jobs import next_run_after
+from gateway.store.models import Alert
 from gateway.store.models import Gateway
 from gateway.store.models import Job
 from gateway.store.models import Run
@@ -157,6 +158,24 @@ def test_auto_pause_after_consecutive_failures(scheduler: Scheduler, clock: Fake
     assert not stored.enabled and stored.next_run_at is None
     assert "2 failures" in stored.pause_note
     assert len(runs_of(row)) == 2
+
+
+def test_housekeeping_judges_alerts_off_the_loop_thread(
+    scheduler: Scheduler, clock: FakeClock
+) -> None:
+    row = job(clock, "broken", schedule=None)
+    enqueue(row, "manual", clock.now())
+    round_trip(scheduler)
+    first = scheduler._alerts  # the first housekeeping judged before the run had failed
+    assert first is not None
+    first.join(10)
+    clock.advance(seconds=5)  # past the next housekeeping
+    round_trip(scheduler)
+    evaluation = scheduler._alerts
+    assert evaluation is not None and evaluation.name == "alerts"
+    evaluation.join(10)
+    [alert] = Alert.select().where(Alert.job == row.id)
+    assert (alert.kind, alert.state) == ("failure", "open")
 
 
 def test_an_unreachable_target_is_an_error_with_a_clear_message(

@@ -33,6 +33,7 @@ from gateway.scheduler.caller import Caller
 from gateway.scheduler.caller import CallRequest
 from gateway.scheduler.caller import Outcome
 from gateway.scheduler.caller import cron_headers
+from gateway.scheduler.group_commit import GroupCommit
 from gateway.scheduler.policy import RetryPolicy
 from gateway.scheduler.reaper import Reaper
 from gateway.scheduler.retry import decide_retry
@@ -42,6 +43,7 @@ from gateway.store import leases
 from gateway.store.db import database
 from gateway.store.db import ensure_open
 from gateway.store.db import is_sqlite
+from gateway.store.db import write_transaction
 from gateway.store.jobs import resume_due
 from gateway.store.models import Job
 from gateway.store.outcomes import Seen
@@ -106,9 +108,11 @@ class Scheduler:
         self._sync_attempts = 0
         self._next_sync = 0.0
         self._failures = 0  # rounds failed in a row because the database was unavailable
+        self._alerts: threading.Thread | None = None  # the alert evaluation going on, if any
         first_prune = self.pacing.prune_after_seconds
         self._next_prune = None if first_prune is None else self.clock.monotonic() + first_prune
         self.dispatcher = Dispatcher(self.send, self.pacing.workers, self.pacing.per_host)
+        self.outcomes: GroupCommit[_Sent] = GroupCommit(self._record_until_stored)
         self.reaper = Reaper(self.lease, timedelta(seconds=settings.lease_seconds))
 
     # -- the loop -------------------------------------------------------------------------
@@ -239,26 +243,41 @@ class Scheduler:
         outcome = self.caller.call(request)
         base = dispatch.scheduled_for or dispatch.due_at or sent_at
         lateness_ms = max(0, int((sent_at - base).total_seconds() * 1000))
-        self._record_until_stored(dispatch, outcome, lateness_ms)
+        self.outcomes.submit(_Sent(dispatch, outcome, lateness_ms))
 
-    def _record_until_stored(
-        self, dispatch: claims.Dispatch, outcome: Outcome, lateness_ms: int
-    ) -> None:
-        """Record the outcome, retrying through a database outage: a sent run must not stay
-        *dispatched* while its gateway lives. On shutdown, give up (the reaper takes over)."""
+    def _record_until_stored(self, batch: list[_Sent]) -> None:
+        """Record a batch of outcomes in one transaction, retrying through a database outage:
+        a sent run must not stay *dispatched* while its gateway lives. On shutdown, give up
+        (the reaper takes over)."""
         failures = 0
         while True:
             try:
-                self._record(dispatch, outcome, lateness_ms)
+                with write_transaction():
+                    for sent in batch:
+                        self._record_one(sent)
                 return
             except (DatabaseError, InterfaceError) as e:
                 failures += 1
-                delay = self._database_trouble(
-                    f"recording run {dispatch.execution_id}", e, failures
+                first = batch[0].dispatch.execution_id
+                what = f"recording run {first}" + (
+                    f" and {len(batch) - 1} more" if len(batch) > 1 else ""
                 )
+                delay = self._database_trouble(what, e, failures)
                 if self.stopping.is_set():
                     return
                 self.clock.wait(delay, self.stopping)
+
+    def _record_one(self, sent: _Sent) -> None:
+        """Record one outcome inside the batch's transaction; a bug in one is logged and
+        rolled back to its savepoint, and the others are stored."""
+        with log_context(sent.dispatch.execution_id, sent.dispatch.job):
+            try:
+                with database.atomic():  # a savepoint
+                    self._record(sent.dispatch, sent.outcome, sent.lateness_ms)
+            except (DatabaseError, InterfaceError):
+                raise  # the database is in trouble: the whole batch is tried again
+            except Exception:
+                logger.exception("recording run %s failed", sent.dispatch.execution_id)
 
     def _record(self, dispatch: claims.Dispatch, outcome: Outcome, lateness_ms: int) -> None:
         now = self.clock.now()
@@ -303,10 +322,7 @@ class Scheduler:
             self._prune_in_background(now)
         for job in resume_due(now):
             logger.info("job %s resumed: its pause ended", job.name)
-        try:
-            evaluate_alerts(self.settings, now)
-        except Exception:  # alerts must never stop the gateway
-            logger.exception("alerts: evaluation failed")
+        self._evaluate_alerts_in_background(now)
         claims.mark_lost_gateways(now, self.lease)
         dead = self.reaper.dead(claims.pulses(), now, self.clock.monotonic())
         reaped = claims.abandon(dead, now) if dead else 0
@@ -341,6 +357,24 @@ class Scheduler:
                 len(report.unchanged),
                 len(report.orphaned),
             )
+
+    def _evaluate_alerts_in_background(self, now: datetime) -> None:
+        """Judge the jobs that changed in a thread, one at a time: with thousands of jobs
+        running every few seconds this is thousands of short transactions, which must not
+        hold up the next claim. A round still going when the next is due is left to finish."""
+        if self._alerts is not None and self._alerts.is_alive():
+            return
+
+        def evaluate() -> None:
+            try:
+                evaluate_alerts(self.settings, now)
+            except Exception:  # alerts must never stop the gateway
+                logger.exception("alerts: evaluation failed")
+            finally:
+                database.close()
+
+        self._alerts = threading.Thread(target=evaluate, name="alerts", daemon=True)
+        self._alerts.start()
 
     def _prune_in_background(self, now: datetime) -> None:
         """Delete runs past retention in a thread: short batches, so claims go on meanwhile."""
@@ -380,6 +414,8 @@ class Scheduler:
                 self.dispatcher.in_flight,
             )
         self.dispatcher.close()
+        if self._alerts is not None:
+            self._alerts.join(self.pacing.shutdown_grace)
         now = self.clock.now()
         if self.active:
             leases.release(ACTIVE_LEASE, self.instance)
@@ -394,6 +430,15 @@ class Scheduler:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, handle)
             signal.signal(signal.SIGINT, handle)
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """A call made, waiting to be recorded."""
+
+    dispatch: claims.Dispatch
+    outcome: Outcome
+    lateness_ms: int
 
 
 def _seen(outcome: Outcome, lateness_ms: int) -> Seen:

@@ -168,7 +168,8 @@ def take_due_runs(now: datetime, gateway: str, app_url: str, *, limit: int = 200
     On the way, overlap and misfire policies are applied: a queued run may instead end
     *skipped* (forbid), cancel the run it replaces (replace), wait (an earlier run of the same
     job is still going and this one is a catch-up, retry or manual run), or end *missed* (it
-    waited past the catch-up window).
+    waited past the catch-up window). The batch is read with three queries and marked with one
+    update, however many runs it has, so a burst of due runs leaves together.
     """
     with write_transaction():
         query = (
@@ -180,43 +181,95 @@ def take_due_runs(now: datetime, gateway: str, app_url: str, *, limit: int = 200
         )
         if not is_sqlite():
             query = query.for_update(of=Run, skip_locked=True)
-        sent: list[Dispatch] = []
-        for run in query:
-            dispatch = _dispatch_one(run, now, gateway, app_url)
+        batch = list(query)
+        if not batch:
+            return []
+        job_ids = {run.job_id for run in batch}
+        active = _active_runs(job_ids)
+        newest = _newest_queued_slots(job_ids, now)
+        sent: dict[int, Dispatch] = {}  # by run id, in order
+        for run in batch:
+            dispatch = _dispatch_one(run, now, app_url, active, newest, sent)
             if dispatch is not None:
-                sent.append(dispatch)
-    return sent
+                sent[run.id] = dispatch
+                active.setdefault(run.job_id, []).append(run)
+        if sent:
+            Run.update(status="dispatched", dispatched_at=now, gateway=gateway).where(
+                Run.id.in_(list(sent)) & (Run.status == "queued")
+            ).execute()
+    return list(sent.values())
 
 
-def _dispatch_one(run: Run, now: datetime, gateway: str, app_url: str) -> Dispatch | None:
+def _active_runs(job_ids: set[int]) -> dict[int, list[Run]]:
+    """Return the runs being sent or run, by job, for these jobs (by the status index)."""
+    active: dict[int, list[Run]] = {}
+    rows = Run.select().where(Run.job.in_(job_ids) & Run.status.in_(("dispatched", "running")))
+    for run in rows:
+        active.setdefault(run.job_id, []).append(run)
+    return active
+
+
+def _newest_queued_slots(
+    job_ids: set[int], now: datetime
+) -> dict[int, list[tuple[datetime, datetime]]]:
+    """Return (scheduled_for, queued_at) of every due, queued first attempt of a slot, by job:
+    what `_claimed_later` compares a stale slot with."""
+    found: dict[int, list[tuple[datetime, datetime]]] = {}
+    rows = (
+        Run.select(Run.job, Run.scheduled_for, Run.queued_at)
+        .where(
+            Run.job.in_(job_ids)
+            & (Run.trigger == "schedule")
+            & (Run.attempt == 1)
+            & (Run.status == "queued")
+            & (Run.due_at <= now)
+        )
+        .tuples()
+    )
+    for job_id, slot, queued_at in cast(Iterable[tuple[int, Any, Any]], rows):
+        found.setdefault(job_id, []).append(
+            (Run.scheduled_for.python_value(slot), Run.queued_at.python_value(queued_at))
+        )
+    return found
+
+
+def _dispatch_one(
+    run: Run,
+    now: datetime,
+    app_url: str,
+    active: dict[int, list[Run]],
+    newest: dict[int, list[tuple[datetime, datetime]]],
+    sent: dict[int, Dispatch],
+) -> Dispatch | None:
+    """Decide one queued run of the batch; return its Dispatch if it is to be sent now.
+
+    `active` and `sent` are the batch's view so far: a run chosen earlier in the batch is
+    going (it is marked in the database when the batch ends), and one replaced by a later run
+    of its job is canceled before it is ever sent."""
     job = run.job
     if job.deleted_at is not None:
         finish(run, "canceled", now, error="the job was deleted before this run was sent")
         return None
-    reason = _misfired(run, job, now)
+    reason = _misfired(run, job, now, newest.get(job.id, []))
     if reason is not None:
         finish(run, "missed", now, error=reason)
         return None
     policy = misfire_policy(job)
     catch_up = run.trigger == "schedule" and now - run.scheduled_for > policy.grace
-    active = list(
-        Run.select().where(
-            (Run.job == job.id) & Run.status.in_(("dispatched", "running")) & (Run.id != run.id)
-        )
-    )
-    decision = decide_overlap(cast(OverlapMode, job.overlap), bool(active))
+    going = [r for r in active.get(job.id, []) if r.status in ("dispatched", "running")]
+    decision = decide_overlap(cast(OverlapMode, job.overlap), bool(going))
     if decision == "skip":
         if run.trigger != "schedule" or catch_up:
             return None  # a manual, retry or catch-up run waits for the running one to end
         finish(run, "skipped", now, error="the previous run was still going (overlap: forbid)")
         return None
     if decision == "replace":
-        for old in active:
+        for old in going:
+            if sent.pop(old.id, None) is not None:
+                old.status = "queued"  # chosen earlier in this batch, never sent
             finish(old, "canceled", now, error="replaced by a newer run (overlap: replace)")
             Run.update(cancel_requested_at=now).where(Run.id == old.id).execute()
-    Run.update(status="dispatched", dispatched_at=now, gateway=gateway).where(
-        (Run.id == run.id) & (Run.status == "queued")
-    ).execute()
+    run.status = "dispatched"  # in this batch's view; the update follows for the whole batch
     return Dispatch(
         run_id=run.id,
         execution_id=run.execution_id,
@@ -234,7 +287,9 @@ def _dispatch_one(run: Run, now: datetime, gateway: str, app_url: str) -> Dispat
     )
 
 
-def _misfired(run: Run, job: Job, now: datetime) -> str | None:
+def _misfired(
+    run: Run, job: Job, now: datetime, newest: list[tuple[datetime, datetime]]
+) -> str | None:
     """Return why a queued scheduled slot must end *missed* instead of running, or None.
 
     Claimed slots can wait in the queue (their gateway died before sending them): when they
@@ -244,7 +299,7 @@ def _misfired(run: Run, job: Job, now: datetime) -> str | None:
     if run.trigger != "schedule" or run.attempt != 1 or run.scheduled_for is None:
         return None
     policy = misfire_policy(job)
-    if policy.mode != "all" and _claimed_later(run, job, now):
+    if policy.mode != "all" and _claimed_later(run, newest):
         return f"a newer slot of this job runs instead (misfire: {policy.mode})"
     behind = now - run.scheduled_for
     if behind <= policy.grace:
@@ -256,21 +311,9 @@ def _misfired(run: Run, job: Job, now: datetime) -> str | None:
     return None
 
 
-def _claimed_later(run: Run, job: Job, now: datetime) -> bool:
+def _claimed_later(run: Run, newest: list[tuple[datetime, datetime]]) -> bool:
     """Return True if a newer slot of the job, claimed in a later round, is due too."""
-    return bool(
-        Run.select()
-        .where(
-            (Run.job == job.id)
-            & (Run.trigger == "schedule")
-            & (Run.attempt == 1)
-            & (Run.status == "queued")
-            & (Run.scheduled_for > run.scheduled_for)
-            & (Run.queued_at > run.queued_at)
-            & (Run.due_at <= now)
-        )
-        .exists()
-    )
+    return any(slot > run.scheduled_for and queued_at > run.queued_at for slot, queued_at in newest)
 
 
 def absolute_url(url: str, app_url: str) -> str:
