@@ -11,6 +11,7 @@ import re
 from datetime import datetime
 from datetime import timedelta
 from functools import cache
+from functools import lru_cache
 from itertools import islice
 from zoneinfo import ZoneInfo
 from zoneinfo import ZoneInfoNotFoundError
@@ -134,6 +135,21 @@ class Schedule:
     def _matches(self, wall: datetime) -> bool:
         """Return True if the naive wall time matches the expression."""
         return _wall_next(copy.copy(self._cron), wall - _TICK) == wall
+
+
+def cached_schedule(expr: str, tz: str, name: str | None) -> Schedule:
+    """Return the (immutable, thread-safe) Schedule, parsed once per process.
+
+    The name only matters to `H`, so jobs that share an expression without one share its
+    Schedule: ten thousand jobs on sixty expressions make sixty entries, not a cache that
+    thrashes. Raises InvalidSchedule as Schedule does.
+    """
+    return _cached(expr, tz, name if "h" in expr.lower() else None)
+
+
+@lru_cache(maxsize=4096)
+def _cached(expr: str, tz: str, name: str | None) -> Schedule:
+    return Schedule(expr, tz, name=name)
 
 
 def validate_timezone(tz: str) -> ZoneInfo:

@@ -1,7 +1,10 @@
 """Throttle: bad tokens per remote address in a sliding window; over the limit, 429 for a while.
 
-State lives in the memory of one process (each gunicorn worker keeps its own), bounded by an
-LRU of addresses. IPv6 callers are counted per /64, the block one host usually gets.
+Over the limit, tokens from that address are refused unchecked, so guessing gains nothing,
+except the ones that already succeeded from there: a bad crontab line on the gateway's own
+host must not lock the gateway out. State lives in the memory of one process (each gunicorn
+worker keeps its own), bounded by LRUs of addresses. IPv6 callers are counted per /64, the
+block one host usually gets.
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ import threading
 from collections import OrderedDict
 from collections import deque
 
+from gateway.tokens import hash_token
+
 MAX_ADDRESSES = 10_000
+KNOWN_PER_ADDRESS = 8  # good tokens remembered per address (hashes, never the tokens)
 
 
 class Throttle:
@@ -25,6 +31,7 @@ class Throttle:
         self.window = window_seconds
         self.max_addresses = max_addresses
         self._seen: OrderedDict[str, deque[float]] = OrderedDict()
+        self._known: OrderedDict[str, deque[str]] = OrderedDict()
         self._lock = threading.Lock()
 
     def retry_after(self, address: str | None, now: float) -> int | None:
@@ -51,6 +58,24 @@ class Throttle:
             self._seen[key] = times  # most recent last: the LRU end
             while len(self._seen) > self.max_addresses:
                 self._seen.popitem(last=False)
+
+    def succeeded(self, address: str | None, token: str) -> None:
+        """Remember that `token` was good from `address` (it keeps working there during a
+        penalty that other tokens earned)."""
+        key, digest = client_key(address), hash_token(token)
+        with self._lock:
+            known = self._known.pop(key, None) or deque(maxlen=KNOWN_PER_ADDRESS)
+            if digest not in known:
+                known.append(digest)
+            self._known[key] = known
+            while len(self._known) > self.max_addresses:
+                self._known.popitem(last=False)
+
+    def known(self, address: str | None, token: str) -> bool:
+        """Return True if `token` was good from `address` before."""
+        key, digest = client_key(address), hash_token(token)
+        with self._lock:
+            return digest in self._known.get(key, ())
 
     def __len__(self) -> int:
         return len(self._seen)

@@ -143,3 +143,18 @@ def test_repeated_bad_logins_are_slowed_down_even_for_the_right_key(
     r = client.post("/login", data={"token": ADMIN_TOKEN, "csrf": csrf})
     assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
     assert "try again" in r.text and client.get("/").status_code == 302  # not logged in
+
+
+def test_a_key_that_logged_in_before_from_this_address_is_not_locked_out(
+    client: FlaskClient,
+) -> None:
+    csrf = csrf_of(client.get("/login").text)
+    assert client.post("/login", data={"token": ADMIN_TOKEN, "csrf": csrf}).status_code == 302
+    client.post("/logout", data={"csrf": csrf_of(client.get("/").text)})
+    csrf = csrf_of(client.get("/login").text)
+    for _ in range(10):
+        client.post("/login", data={"token": "wrong-key-0123456789", "csrf": csrf})
+    wrong = client.post("/login", data={"token": "wrong-key-0123456789", "csrf": csrf})
+    assert wrong.status_code == 429
+    r = client.post("/login", data={"token": ADMIN_TOKEN, "csrf": csrf})
+    assert r.status_code == 302 and client.get("/").status_code == 200

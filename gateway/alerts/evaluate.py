@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
@@ -43,8 +44,13 @@ class AlertEvaluator:
     judged: dict[int, tuple[datetime | None, datetime | None]] = field(default_factory=dict)
     _delivery: threading.Thread | None = None
 
-    def evaluate(self, now: datetime) -> int:
-        """Judge every job that may have changed; return how many alerts were recorded."""
+    def evaluate(self, now: datetime, between: Callable[[], bool] | None = None) -> int:
+        """Judge every job that may have changed; return how many alerts were recorded.
+
+        `between` is called after each judgement (the gateway sleeps a little there, so that
+        judging thousands of jobs never starves its loop of the GIL); True stops the round,
+        and the next one starts where this left off.
+        """
         recorded = 0
         for job in self._candidates(now):
             key = (job.last_run_at, job.updated_at)
@@ -53,6 +59,8 @@ class AlertEvaluator:
                 continue
             recorded += judge_job(job.id, self.settings, now)
             self.judged[job.id] = key
+            if between is not None and between():
+                return recorded  # the watermark stays: the rest is judged next round
         self.watermark = now - MARGIN
         return recorded
 
@@ -89,10 +97,12 @@ class AlertEvaluator:
 _EVALUATORS: dict[str, AlertEvaluator] = {}
 
 
-def evaluate_alerts(settings: Settings, now: datetime) -> int:
+def evaluate_alerts(
+    settings: Settings, now: datetime, between: Callable[[], bool] | None = None
+) -> int:
     """Judge changed jobs, record alerts, and start delivering pending ones (the gateway's hook)."""
     evaluator = _EVALUATORS.setdefault(settings.database_url, AlertEvaluator(settings))
-    recorded = evaluator.evaluate(now)
+    recorded = evaluator.evaluate(now, between)
     evaluator.deliver_in_background(now)
     return recorded
 

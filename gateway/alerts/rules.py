@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
-from functools import lru_cache
 
 from gateway.errors import GatewayError
 from gateway.schedule import Schedule
+from gateway.schedule import cached_schedule
 
 FAILED = ("error", "timeout", "abandoned")
 COUNTED = (*FAILED, "success")  # skipped, canceled and missed runs say nothing either way
@@ -128,14 +128,9 @@ def _schedule(job: Expectation) -> Schedule | None:
     if job.schedule is None:
         return None
     try:
-        return _parsed(job.schedule, job.tz, job.name)
+        return cached_schedule(job.schedule, job.tz, job.name)
     except GatewayError:  # an invalid stored schedule pauses the job elsewhere; expect nothing
         return None
-
-
-@lru_cache(maxsize=4096)
-def _parsed(expr: str, tz: str, name: str) -> Schedule:
-    return Schedule(expr, tz, name=name)
 
 
 def _durations(job: Expectation, runs: Sequence[RunFact], hold: _Hold) -> None:

@@ -18,8 +18,10 @@ from gateway.config import load_settings
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN_FILE = Path("var/cron-token")
 ADMIN_TOKEN_FILE = Path("var/admin-token")  # the UI login and API key `up` makes for you
+SIGNING_SECRET_FILE = Path("var/signing-secret")  # the gateway signs its calls with it
 CRON_TOKEN = "GATEWAY_CRON_TOKEN"
 ADMIN_TOKEN = "GATEWAY_ADMIN_TOKEN"
+SIGNING_SECRET = "GATEWAY_SIGNING_SECRET"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -65,10 +67,18 @@ def scheduler() -> None:
 def up() -> None:
     """Start everything for one machine: the web app and the gateway, until Ctrl-C."""
     env = dict(os.environ)
-    for variable, path in ((CRON_TOKEN, TOKEN_FILE), (ADMIN_TOKEN, ADMIN_TOKEN_FILE)):
+    for variable, path in (
+        (CRON_TOKEN, TOKEN_FILE),
+        (ADMIN_TOKEN, ADMIN_TOKEN_FILE),
+        (SIGNING_SECRET, SIGNING_SECRET_FILE),  # signed calls are on unless set otherwise
+    ):
         if not env.get(variable):
             env[variable] = _local_token(path)
     settings = load_settings(env)
+    own_url = _local_url(settings.bind)
+    if not env.get("GATEWAY_APP_URL") and own_url:
+        env["GATEWAY_APP_URL"] = own_url  # the gateway calls the app it started
+        settings = load_settings(env)
     click.echo(f"Cron Gateway on http://{settings.bind}")
     click.echo(f"UI login key: in {ADMIN_TOKEN_FILE.resolve()} (or set {ADMIN_TOKEN})")
     click.echo(f"cron token: in {TOKEN_FILE.resolve()} (or set {CRON_TOKEN})")
@@ -78,6 +88,16 @@ def up() -> None:
     )
     gateway = [sys.executable, "-m", "gateway", "scheduler"]
     sys.exit(supervise([web_command(), gateway], env))
+
+
+def _local_url(bind: str) -> str | None:
+    """Return the URL this machine reaches a `host:port` bind at (None for a unix socket)."""
+    host, sep, port = bind.rpartition(":")
+    if not sep or not port.isdigit() or host.startswith("unix"):
+        return None
+    if host in ("", "0.0.0.0", "::", "[::]"):
+        host = "127.0.0.1"
+    return f"http://{host}:{port}"
 
 
 def _existing_local_token(path: Path = TOKEN_FILE) -> str | None:

@@ -40,18 +40,22 @@ def authenticate(request: Request, settings: Settings, now: datetime) -> Caller 
     """Return the caller if the request's token is a bootstrap token or an active key.
 
     An address that sent too many wrong tokens lately gets RateLimitedError (429) before its
-    token is even looked at: a right guess during the penalty would otherwise still tell.
+    token is even looked at (a right guess during the penalty would otherwise still tell),
+    unless that token already succeeded from this address: good callers are not locked out.
     """
     throttle = throttle_of(current_app, settings)
-    wait = throttle.retry_after(request.remote_addr, now.timestamp())
-    if wait is not None:
-        raise RateLimitedError(wait)
+    address = request.remote_addr
     token = presented_token(request, settings)
+    wait = throttle.retry_after(address, now.timestamp())
+    if wait is not None and not (token and throttle.known(address, token)):
+        raise RateLimitedError(wait)
     if not token:
         return None
     caller = _check(token, settings, now)
     if caller is None:
-        throttle.failed(request.remote_addr, now.timestamp())
+        throttle.failed(address, now.timestamp())
+    else:
+        throttle.succeeded(address, token)
     return caller
 
 

@@ -11,7 +11,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
-from functools import lru_cache
 from typing import Any
 from typing import TypeVar
 from typing import cast
@@ -22,6 +21,7 @@ from peewee import ModelSelect
 
 from gateway.errors import InvalidSchedule
 from gateway.schedule import Schedule
+from gateway.schedule import cached_schedule
 from gateway.scheduler.planner import Plan
 from gateway.scheduler.planner import decide_overlap
 from gateway.scheduler.planner import limit_runs
@@ -71,10 +71,11 @@ def _locked(query: ModelSelect[M]) -> ModelSelect[M]:
     return query if is_sqlite() else query.for_update(skip_locked=True)
 
 
-@lru_cache(maxsize=4096)
-def schedule_of(expr: str, tz: str, name: str) -> Schedule:
+def schedule_of(expr: str | None, tz: str, name: str) -> Schedule:
     """Return the (immutable, thread-safe) Schedule for a job; parsed once per process."""
-    return Schedule(expr, tz, name=name)
+    if expr is None:
+        raise InvalidSchedule("schedule: the job has none", field="schedule")
+    return cached_schedule(expr, tz, name)
 
 
 def misfire_policy(job: Job) -> MisfirePolicy:

@@ -107,18 +107,19 @@ def login() -> Any:
     # The same throttle as the endpoints and the API: guessing keys here is no easier.
     throttle = throttle_of(current_app, settings())
     at = now().timestamp()
+    token = request.form.get("token", "").strip()
     wait = throttle.retry_after(request.remote_addr, at)
-    if wait is not None:
+    if wait is not None and not (token and throttle.known(request.remote_addr, token)):
         error = f"Too many failed attempts from your address; try again in {wait} s."
         page = render_template("login.html", next=back_to("/"), error=error)
         return page, 429, {"Retry-After": str(wait)}
-    token = request.form.get("token", "").strip()
     user = _admin_for(token) if 0 < len(token) <= MAX_TOKEN_LENGTH else None
     if user is None:
         throttle.failed(request.remote_addr, at)
         return render_template(
             "login.html", next=back_to("/"), error="That is not an admin key."
         ), 401
+    throttle.succeeded(request.remote_addr, token)
     session.clear()  # a fresh session (and CSRF token) on login: no fixation
     session["user"] = user
     session.permanent = True

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
+import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -59,12 +62,35 @@ def test_up_creates_a_token_serves_the_demo_job_and_stops_on_sigint(tmp_path: Pa
         assert body["status"] == "success" and body["job"] == "cleanup-sessions", body
         assert set(body["summary"]) == {"deleted", "remaining"}
 
-        # gunicorn master + its two workers (+ the gateway process, when `up` starts one).
+        # gunicorn master + its two workers, and the gateway process beside them.
         masters = [p for p in children(up.pid) if "gunicorn" in cmdline(p)]
         assert len(masters) == 1, {p: cmdline(p) for p in descendants(up.pid)}
         wait_until(lambda: len(gunicorn_workers(masters[0])) == 2, 10, "two gunicorn workers")
+        gateways = [p for p in children(up.pid) if "gateway scheduler" in cmdline(p)]
+        assert len(gateways) == 1, {p: cmdline(p) for p in descendants(up.pid)}
         family = descendants(up.pid)
-        assert len(family) >= 3, {p: cmdline(p) for p in family}
+        assert len(family) >= 4, {p: cmdline(p) for p in family}
+
+        # The gateway sends a manual run within a second, signed with the secret `up` made.
+        secret = tmp_path / "var" / "signing-secret"
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600 and len(secret.read_text()) > 16
+        cli = [sys.executable, "-m", "gateway"]
+        triggered = subprocess.run(
+            [*cli, "jobs", "trigger", "cleanup-sessions", "--wait", "--wait-timeout", "10"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert triggered.returncode == 0, triggered.stdout + triggered.stderr
+        listed = subprocess.run(
+            [*cli, "runs", "list", "--job", "cleanup-sessions", "--json"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30, check=True,
+        )  # fmt: skip
+        manual = [r for r in json.loads(listed.stdout) if r["trigger"] == "manual"]
+        assert [r["status"] for r in manual] == ["success"], manual
+        assert manual[0]["gateway"] and manual[0]["http_status"] == 200
+        queued = datetime.fromisoformat(manual[0]["queued_at"])
+        started = datetime.fromisoformat(manual[0]["started_at"])
+        assert (started - queued).total_seconds() < 1.0, manual[0]
+        assert "gateway.scheduler" in up.output(), "the gateway's log is not in the terminal"
 
         sent = time.monotonic()
         up.popen.send_signal(signal.SIGINT)
