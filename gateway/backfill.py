@@ -70,10 +70,12 @@ def backfill(
     limit: int = DEFAULT_MAX,
     dry_run: bool = False,
 ) -> BackfillPlan:
-    """Queue one run per slot in [start, end) that has no run yet, each due now.
+    """Queue one run per slot in [start, end) that never ran, each due now.
 
-    The unique (job, scheduled_for, attempt) key makes a slot that already ran, or that
-    another backfill queued meanwhile, a skip: a slot never gets two first attempts.
+    A slot never ran if it has no row, or only its *missed* row (the gateway was down or the
+    job paused): that slot gets its next attempt under the missed row's execution id, so the
+    run page shows "missed, then backfilled". The unique (job, scheduled_for, attempt) key
+    makes a slot that another backfill queued meanwhile a skip.
     """
     slots = slots_between(job_name, start, end, limit)
     plan = BackfillPlan(job=job_name, slots=slots)
@@ -81,17 +83,27 @@ def backfill(
         with write_transaction():
             job = live_job(job_name)
             for slot in slots[i : i + _BATCH]:
-                if Run.select().where((Run.job == job) & (Run.scheduled_for == slot)).exists():
+                rows = list(Run.select().where((Run.job == job) & (Run.scheduled_for == slot)))
+                if any(r.status != "missed" for r in rows):
                     plan.existing.append(slot)
                 elif not dry_run:
-                    _queue(job, slot, now, plan)
+                    _queue(
+                        job, slot, now, plan, after=max(rows, key=lambda r: r.attempt, default=None)
+                    )
     return plan
 
 
-def _queue(job: Job, slot: datetime, now: datetime, plan: BackfillPlan) -> None:
+def _queue(job: Job, slot: datetime, now: datetime, plan: BackfillPlan, after: Run | None) -> None:
     try:
         with database.atomic():  # a savepoint: a lost race skips this slot only
-            run = enqueue(job, "backfill", now, scheduled_for=slot)
+            run = enqueue(
+                job,
+                "backfill",
+                now,
+                scheduled_for=slot,
+                attempt=after.attempt + 1 if after else 1,
+                execution_id=after.execution_id if after else None,
+            )
     except IntegrityError:
         plan.existing.append(slot)
         return

@@ -70,6 +70,22 @@ def test_slots_that_already_have_a_run_are_skipped(db: str, clock: FakeClock) ->
     assert Run.select().count() == 3
 
 
+def test_slots_that_were_only_missed_get_their_next_attempt(db: str, clock: FakeClock) -> None:
+    job = _job(clock)
+    slot = datetime(2026, 11, 2, 2, 30, tzinfo=UTC)
+    missed = enqueue(job, "schedule", clock.now(), scheduled_for=slot)
+    finish(missed, "missed", clock.now(), error="missed 1 slot(s) (gateway down)")
+    plan = backfill("report", DAY1, DAY4, clock.now())
+    assert (len(plan.queued), plan.existing) == (3, [])
+    again = list(Run.select().where(Run.scheduled_for == slot).order_by(Run.attempt))
+    assert [(r.attempt, r.trigger, r.status) for r in again] == [
+        (1, "schedule", "missed"),
+        (2, "backfill", "queued"),
+    ]
+    assert again[1].execution_id == missed.execution_id  # one execution: missed, then run
+    assert backfill("report", DAY1, DAY4, clock.now()).queued == []  # queued once only
+
+
 def test_a_dry_run_queues_nothing(db: str, clock: FakeClock) -> None:
     _job(clock)
     plan = backfill("report", DAY1, DAY4, clock.now(), dry_run=True)
