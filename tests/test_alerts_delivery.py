@@ -30,6 +30,7 @@ from tests.conftest import CRON_TOKEN
 from tests.e2e.procs import free_port
 from tests.fakes import FakeClock
 from tests.servers import serving
+from tests.smtp_receiver import SmtpReceiver
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOK_PATH = "/services/T0000/B0000/secret-part-of-the-url"
@@ -199,3 +200,70 @@ def test_a_bad_webhook_url_fails_at_start_without_echoing_it(bad: str) -> None:
     with pytest.raises(ConfigError) as e:
         load_settings({"GATEWAY_ALERT_WEBHOOK": bad}, config_file="/nonexistent.toml")
     assert bad not in str(e.value)
+
+
+def test_an_alert_goes_by_email_through_a_real_smtp_server(
+    client: FlaskClient, settings: Settings, clock: FakeClock
+) -> None:
+    with SmtpReceiver() as smtp:
+        settings = replace(
+            settings,
+            alert_smtp=f"smtp://alerts%40example.com:{smtp.password}@127.0.0.1:{smtp.port}",
+            alert_to=("oncall@example.com", "team@example.com"),
+            alert_from="gateway@example.com",
+        )
+        call(client, "fails")
+        assert AlertEvaluator(settings).evaluate(clock.now()) == 1
+        assert deliver_due(settings, clock.now()) == 1
+    [mail] = smtp.messages
+    assert mail.login == "alerts@example.com"
+    assert (mail.sender, mail.recipients) == (
+        "gateway@example.com",
+        ["oncall@example.com", "team@example.com"],
+    )
+    assert mail.message["Subject"] == "[cron gateway] failure: fails"
+    assert "the warehouse said no" in mail.message.get_payload()
+    alert = Alert.get()
+    assert alert.delivered_at is not None and alert.attempts == 1
+
+
+def test_a_refused_smtp_login_is_retried_and_says_why(
+    client: FlaskClient, settings: Settings, clock: FakeClock
+) -> None:
+    with SmtpReceiver() as smtp:
+        url = f"smtp://alerts:wrong-password@127.0.0.1:{smtp.port}"
+        settings = replace(settings, alert_smtp=url, alert_to=("oncall@example.com",))
+        call(client, "fails")
+        AlertEvaluator(settings).evaluate(clock.now())
+        assert deliver_due(settings, clock.now()) == 0
+    alert = Alert.get()
+    assert alert.delivered_at is None and alert.next_attempt_at > clock.now()
+    assert alert.last_error == "e-mail not sent (SMTPAuthenticationError)"
+    assert "wrong-password" not in alert.last_error
+    assert smtp.messages == []
+
+
+def test_a_job_only_system_cron_calls_is_watched_by_the_dead_mans_switch(
+    settings: Settings, clock: FakeClock
+) -> None:
+    from gateway.store import runs
+
+    now = clock.now()
+    job = Job.create(
+        name="nightly-export", url="/crons/nightly-export", schedule="0 3 * * *",
+        watch_only=True, created_at=now, updated_at=now,
+    )  # fmt: skip
+    evaluator = AlertEvaluator(replace(settings, alert_grace_seconds=600))
+    assert evaluator.evaluate(clock.now()) == 0  # 09:00: not expected before 03:00 + 10 min
+    clock.advance(hours=18, minutes=9)  # 03:09 the next day: still within the grace
+    assert evaluator.evaluate(clock.now()) == 0
+    clock.advance(minutes=2)
+    assert evaluator.evaluate(clock.now()) == 1
+    [late] = Alert.select().where(Alert.job == job.id)
+    assert (late.kind, late.state) == ("late", "open") and "nightly-export" in late.message
+    clock.advance(minutes=5)  # system cron's curl finally comes
+    run = runs.start_run(job, runs.Origin(), "cron-box", None, clock.now())
+    runs.finish_run(run.id, "success", clock.now(), duration_ms=1200)
+    assert evaluator.evaluate(clock.now()) == 1
+    kinds = [(a.kind, a.state) for a in Alert.select().order_by(Alert.id)]
+    assert kinds == [("late", "closed"), ("recovery", "closed")]
