@@ -350,7 +350,7 @@ def test_a_database_down_for_longer_than_the_wait_is_503_with_retry_after(
     def down(*args: Any, **kwargs: Any) -> Any:
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr(views, "ensure_job", down)
+    monkeypatch.setattr(views, "job_ref", down)
     started = clock.monotonic()
     response = client.post("/crons/hello", headers=AUTH)
     assert response.status_code == 503

@@ -296,3 +296,20 @@ def test_a_connection_dead_since_a_restart_is_replaced_before_use(db: str) -> No
     time.sleep(0.2)  # the server's goodbye reaches our socket
     assert database.execute_sql("SELECT 1").fetchone() == (1,)
     assert database.execute_sql("SELECT pg_backend_pid()").fetchone()[0] != pid
+
+
+def test_job_ref_reads_a_job_once_per_database(
+    db: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.store import jobs
+
+    declared = {"url": "/crons/report", "schedule": "0 3 * * *"}
+    first = jobs.job_ref("report", declared, clock.now())
+    stored = Job.get(Job.name == "report")
+    assert (first.id, first.name) == (stored.id, "report") and stored.schedule == "0 3 * * *"
+
+    def no_query(*args: object) -> Job:
+        raise AssertionError("job_ref read the job again")
+
+    monkeypatch.setattr(jobs, "ensure_job", no_query)
+    assert jobs.job_ref("report", declared, clock.now()).id == stored.id

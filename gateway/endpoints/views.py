@@ -39,7 +39,8 @@ from gateway.store import run_queries
 from gateway.store import runs
 from gateway.store.db import database
 from gateway.store.db import retry_while_unavailable
-from gateway.store.jobs import ensure_job
+from gateway.store.db import write_transaction
+from gateway.store.jobs import job_ref
 from gateway.store.models import TRIGGERS
 from gateway.store.models import Run
 
@@ -202,32 +203,39 @@ def _start(
     assert cron.settings is not None and cron.clock is not None
     settings, now = cron.settings, cron.clock.now()
     lease = timedelta(seconds=settings.lease_seconds)
-    job = ensure_job(definition.name, _declared(cron, definition), now)
+    job = job_ref(definition.name, _declared(cron, definition), now)
     execution_id = origin.execution_id or fresh_id
     lock = f"job:{definition.name}"
-    runs.abandon_stale(job, now, lease)
-    taken, previous = leases.acquire(lock, execution_id, lease, now)
-    if previous is not None:
-        runs.abandon_run(previous, now)
-    holder = None if taken else leases.current(lock)
-    if holder is not None and holder.holder == execution_id and g.get("cron_lock_taken"):
-        taken, holder = True, None  # this request took it before the database dropped out
-    g.cron_lock_taken = taken
-    if holder is not None and runs.was_canceled(holder.holder):
-        # The gateway replaced that run (overlap: replace); it is stopping, this one starts.
-        taken = leases.take_over(lock, holder.holder, execution_id, lease, now)
-    if not taken:
-        reason = "another run of this job is in progress" + (
-            f" (execution {holder.holder})" if holder else ""
-        )
-        run = runs.record_skipped(job, origin, caller, reason, payload, now)
-        return Result(run.execution_id, definition.name, "skipped", 0, None, reason).as_dict(), 409
-    try:
-        run = runs.start_run(job, _with_id(origin, execution_id), caller, payload, now)
-    except ConflictError as e:
-        leases.release(lock, execution_id)
-        return Result(execution_id, definition.name, "skipped", 0, None, e.message).as_dict(), 409
+    # One write transaction from the stale check to the running row: the lock and the run
+    # appear together, and a burst of calls takes SQLite's write lock once per call.
+    with write_transaction():
+        runs.abandon_stale(job, now, lease)
+        taken, previous = leases.acquire(lock, execution_id, lease, now)
+        if previous is not None:
+            runs.abandon_run(previous, now)
+        holder = None if taken else leases.current(lock)
+        if holder is not None and holder.holder == execution_id and g.get("cron_lock_taken"):
+            taken, holder = True, None  # this request took it before the database dropped out
+        g.cron_lock_taken = taken
+        if holder is not None and runs.was_canceled(holder.holder):
+            # The gateway replaced that run (overlap: replace); it is stopping, this one starts.
+            taken = leases.take_over(lock, holder.holder, execution_id, lease, now)
+        if not taken:
+            reason = "another run of this job is in progress" + (
+                f" (execution {holder.holder})" if holder else ""
+            )
+            run = runs.record_skipped(job, origin, caller, reason, payload, now)
+            return _skipped(run.execution_id, definition.name, reason)
+        try:
+            run = runs.start_run(job, origin, caller, payload, now, new_id=execution_id)
+        except ConflictError as e:
+            leases.release(lock, execution_id)
+            return _skipped(execution_id, definition.name, e.message)
     return _execution(cron, definition, run, lock, payload)
+
+
+def _skipped(execution_id: str, job: str, reason: str) -> tuple[dict[str, Any], int]:
+    return Result(execution_id, job, "skipped", 0, None, reason).as_dict(), 409
 
 
 def _run(cron: CronJobs, definition: JobDef, execution: Execution) -> Any:
@@ -238,10 +246,6 @@ def _run(cron: CronJobs, definition: JobDef, execution: Execution) -> Any:
         return _run_streamed(execution)
     result = execution.execute()
     return result.as_dict(), 500 if result.status == "error" else 200
-
-
-def _with_id(origin: runs.Origin, execution_id: str) -> runs.Origin:
-    return runs.Origin(origin.trigger, execution_id, origin.attempt, origin.scheduled_for)
 
 
 def _declared(cron: CronJobs, d: JobDef) -> dict[str, Any]:

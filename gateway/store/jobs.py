@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import UTC
 from datetime import datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from peewee import IntegrityError
 from peewee import Value
@@ -48,6 +49,21 @@ def ensure_job(name: str, declared: Mapping[str, Any], now: datetime) -> Job:
     except IntegrityError:
         # Another worker inserted it between our read and our write: use theirs.
         return Job.get(Job.name == name)
+
+
+# name -> id per database: ids never change (jobs are only ever soft-deleted), so a cron
+# endpoint needs the job's row once per process, not a 49-column read on every call.
+_JOB_IDS: WeakKeyDictionary[Any, dict[str, int]] = WeakKeyDictionary()
+
+
+def job_ref(name: str, declared: Mapping[str, Any], now: datetime) -> Job:
+    """Return a Job carrying only `id` and `name` (inserted with `declared` if new): enough
+    to record runs of it."""
+    ids = _JOB_IDS.setdefault(database.obj, {})
+    job_id = ids.get(name)
+    if job_id is None:
+        job_id = ids[name] = ensure_job(name, declared, now).id
+    return Job(id=job_id, name=name)
 
 
 def next_run_after(job: Job, now: datetime) -> datetime | None:

@@ -33,16 +33,24 @@ def new_execution_id() -> str:
     return str(uuid.uuid4())
 
 
-def start_run(job: Job, origin: Origin, caller: str, payload: Any, now: datetime) -> Run:
+def start_run(
+    job: Job,
+    origin: Origin,
+    caller: str,
+    payload: Any,
+    now: datetime,
+    *,
+    new_id: str | None = None,
+) -> Run:
     """Record that the endpoint is running `job` now, and return the run.
 
     A call from the gateway carries an execution id: the endpoint moves the gateway's row
     *dispatched → running* only if (execution id, attempt) still matches, so a stale or replayed
     call raises ConflictError. An id nobody has seen (a gateway on another database) and calls
-    without one (system cron, curl) get a new row.
+    without one (system cron, curl) get a new row, the latter under `new_id` if given.
     """
     if origin.execution_id is None:
-        return _insert_running(job, origin, new_execution_id(), caller, payload, now)
+        return _insert_running(job, origin, new_id or new_execution_id(), caller, payload, now)
     with write_transaction():
         run = Run.get_or_none(
             (Run.execution_id == origin.execution_id) & (Run.attempt == origin.attempt)
@@ -143,7 +151,7 @@ def finish_run(run_id: int, status: str, now: datetime, **outcome: Any) -> bool:
     A run marked *abandoned* because its heartbeat lapsed takes the real outcome when it comes:
     the truth arriving late beats a guess.
     """
-    run = Run.get_or_none(Run.id == run_id)
+    run = Run.select(Run.id, Run.status, Run.job).where(Run.id == run_id).first()
     if run is None or run.status not in ("running", "abandoned"):
         return False
     return finish(run, status, now, **outcome)
