@@ -271,12 +271,11 @@ class Scheduler:
                 self.clock.wait(delay, self.stopping)
 
     def _record_one(self, sent: _Sent) -> None:
-        """Record one outcome inside the batch's transaction; a bug in one is logged and
-        rolled back to its savepoint, and the others are stored."""
+        """Record one outcome inside the batch's transaction; a bug in one is logged (what
+        record_outcome wrote is kept, in its own savepoint), and the others are stored."""
         with log_context(sent.dispatch.execution_id, sent.dispatch.job):
             try:
-                with database.atomic():  # a savepoint
-                    self._record(sent.dispatch, sent.outcome, sent.lateness_ms)
+                self._record(sent.dispatch, sent.outcome, sent.lateness_ms)
             except (DatabaseError, InterfaceError):
                 raise  # the database is in trouble: the whole batch is tried again
             except Exception:

@@ -42,6 +42,7 @@ from gateway.store.runs import new_execution_id
 logger = logging.getLogger("gateway.claims")
 
 ABANDONED_BY_GATEWAY = "the gateway that sent this run stopped before recording its end"
+_INSERT_CHUNK = 500  # rows of 12 columns: well under SQLite's and PostgreSQL's parameter caps
 
 
 @dataclass(frozen=True)
@@ -101,12 +102,24 @@ def claim_due_slots(now: datetime, *, limit: int = 200) -> int:
             .limit(limit)
         )
         jobs = list(_locked(query))
+        rows: list[dict[str, Any]] = []
+        # Jobs advanced alike (a burst of same-second jobs) are moved by one UPDATE.
+        advances: dict[tuple[datetime | None, int], list[int]] = {}
         for job in jobs:
-            _claim_job(job, now)
+            plan = _plan_job(job, now)
+            if plan is not None:
+                rows += plan_rows(job, plan, now)
+                advances.setdefault((plan.next_run_at, len(plan.run)), []).append(job.id)
+        _insert_runs(rows)
+        for (next_run_at, runs), ids in advances.items():
+            Job.update(next_run_at=next_run_at, run_count=Job.run_count + runs).where(
+                Job.id.in_(ids)
+            ).execute()
     return len(jobs)
 
 
-def _claim_job(job: Job, now: datetime) -> None:
+def _plan_job(job: Job, now: datetime) -> Plan | None:
+    """Return the job's plan at `now`; None (and the job paused) if its schedule is invalid."""
     try:
         schedule = schedule_of(job.schedule, job.tz, job.name)
     except InvalidSchedule as e:  # stored before a stricter parser: pause it, say why
@@ -114,17 +127,24 @@ def _claim_job(job: Job, now: datetime) -> None:
         Job.update(
             enabled=False, next_run_at=None, pause_note=f"invalid schedule: {e.message}"
         ).where(Job.id == job.id).execute()
-        return
+        return None
     plan = plan_due(misfire_policy(job), schedule.next_times, job.next_run_at, now)
-    plan = limit_runs(plan, job.run_count, job.max_runs)
-    insert_plan(job, plan, now)
-    Job.update(next_run_at=plan.next_run_at, run_count=Job.run_count + len(plan.run)).where(
-        Job.id == job.id
-    ).execute()
+    return limit_runs(plan, job.run_count, job.max_runs)
 
 
 def insert_plan(job: Job, plan: Plan, now: datetime) -> None:
     """Insert the plan's missed and queued rows (a slot already there is left alone)."""
+    _insert_runs(plan_rows(job, plan, now))
+
+
+def _insert_runs(rows: list[dict[str, Any]]) -> None:
+    # The unique (job, scheduled_for, attempt) key makes a second claim of a slot a no-op.
+    for i in range(0, len(rows), _INSERT_CHUNK):
+        Run.insert_many(rows[i : i + _INSERT_CHUNK]).on_conflict_ignore().execute()
+
+
+def plan_rows(job: Job, plan: Plan, now: datetime) -> list[dict[str, Any]]:
+    """Return the plan's missed and queued rows, every row with every column."""
     rows: list[dict[str, Any]] = []
     for missed in plan.missed:
         approx = "" if missed.exact else "about "
@@ -140,9 +160,7 @@ def insert_plan(job: Job, plan: Plan, now: datetime) -> None:
             }
         )
     rows.extend(_row(job, slot, "queued", now) | {"due_at": slot} for slot in plan.run)
-    if rows:
-        # The unique (job, scheduled_for, attempt) key makes a second claim of a slot a no-op.
-        Run.insert_many(rows).on_conflict_ignore().execute()
+    return rows
 
 
 def _row(job: Job, slot: datetime, status: str, now: datetime) -> dict[str, Any]:

@@ -37,7 +37,8 @@ def record_outcome(run_id: int, seen: Seen, now: datetime) -> Run | None:
     asks the job to stop.
     """
     with write_transaction():
-        run = Run.get_or_none(Run.id == run_id)
+        # Only what deciding needs (and a retry copies): the hot path of every call.
+        run: Run | None = Run.select(*_DECIDING).where(Run.id == run_id).first()
         if run is None:
             return None
         http = {
@@ -45,29 +46,39 @@ def record_outcome(run_id: int, seen: Seen, now: datetime) -> Run | None:
             "response_excerpt": seen.response_excerpt,
             "lateness_ms": seen.lateness_ms,
         }
-        Run.update(http).where(Run.id == run.id).execute()
-        for name, value in http.items():
-            setattr(run, name, value)
-        ended = True
-        if run.status == "dispatched" and not seen.accepted:
+        ended = False
+        if run.status == "dispatched":  # the endpoint never attached: the gateway's view ends it
+            status = "success" if seen.accepted else seen.status  # 202 that records nothing
+            error = None if seen.accepted else seen.error
             ended = finish(
-                run,
-                seen.status,
-                now,
-                duration_ms=seen.duration_ms,
-                summary=seen.summary,
-                error=seen.error,
-            )
-        elif run.status == "dispatched":  # 202 from an endpoint that records nothing
-            ended = finish(run, "success", now, duration_ms=seen.duration_ms, summary=seen.summary)
-        elif run.status == "running" and seen.status == "timeout":
+                run, status, now, duration_ms=seen.duration_ms, summary=seen.summary,
+                error=error, **http,
+            )  # fmt: skip
+        if not ended:
+            Run.update(http).where(Run.id == run.id).execute()
+            for name, value in http.items():
+                setattr(run, name, value)
+        if run.status == "running" and seen.status == "timeout":
             Run.update(cancel_requested_at=now).where(Run.id == run.id).execute()
-            ended = finish(run, "timeout", now, duration_ms=seen.duration_ms, error=seen.error)
-        if not ended:  # someone else moved the run meanwhile: read what they wrote
+            if not finish(run, "timeout", now, duration_ms=seen.duration_ms, error=seen.error):
+                run = Run.get_by_id(run.id)  # it ended meanwhile: read what it wrote
+        elif not ended and run.status == "dispatched":  # moved meanwhile: read what was written
             run = Run.get_by_id(run.id)
         if run.status in FAILED_STATUSES:  # only a failure can cross the auto-pause threshold
             _auto_pause(run.job_id, now)
     return run
+
+
+_DECIDING = (
+    Run.id,
+    Run.execution_id,
+    Run.job,
+    Run.trigger,
+    Run.scheduled_for,
+    Run.attempt,
+    Run.status,
+    Run.payload,
+)
 
 
 def _auto_pause(job_id: int, now: datetime) -> None:
