@@ -111,7 +111,7 @@ def judge_job(job_id: int, settings: Settings, now: datetime) -> int:
     """Judge one job in one transaction (its row locked on PostgreSQL, so two gateways cannot
     both record the same change); return how many alerts were recorded."""
     with write_transaction():
-        query = Job.select().where(Job.id == job_id)
+        query = Job.select(*_JUDGED).where(Job.id == job_id)
         job = (query if is_sqlite() else query.for_update()).get_or_none()
         if job is None:
             return 0
@@ -124,6 +124,24 @@ def judge_job(job_id: int, settings: Settings, now: datetime) -> int:
             now,
         )
         return record(job, verdict, open_alerts, settings, now)
+
+
+# What a judgement reads of a job (expectation() and record()): not all 49 columns.
+_JUDGED = (
+    Job.id,
+    Job.name,
+    Job.schedule,
+    Job.tz,
+    Job.expect_every,
+    Job.grace,
+    Job.min_duration_ms,
+    Job.max_duration_ms,
+    Job.enabled,
+    Job.watch_only,
+    Job.orphaned_at,
+    Job.created_at,
+    Job.late_at,
+)
 
 
 def job_open(job_id: int) -> object:
