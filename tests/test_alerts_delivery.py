@@ -10,6 +10,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import UTC
+from datetime import datetime
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -267,3 +269,39 @@ def test_a_job_only_system_cron_calls_is_watched_by_the_dead_mans_switch(
     assert evaluator.evaluate(clock.now()) == 1
     kinds = [(a.kind, a.state) for a in Alert.select().order_by(Alert.id)]
     assert kinds == [("late", "closed"), ("recovery", "closed")]
+
+
+def test_jobs_that_never_ran_are_settled_in_bulk_and_a_late_one_still_alerts(
+    settings: Settings, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.alerts import evaluate
+
+    now = clock.now()
+    Job.insert_many(
+        [
+            {"name": f"daily{i}", "url": f"/crons/daily{i}", "schedule": "0 3 * * *",
+             "created_at": now, "updated_at": now}
+            for i in range(1200)
+        ]
+    ).execute()  # fmt: skip
+    overdue = Job.create(
+        name="overdue", url="/crons/overdue", schedule="0 3 * * *",
+        created_at=now - timedelta(days=2), updated_at=now,
+    )  # fmt: skip
+    judged: list[int] = []
+    real_judge = evaluate.judge_job
+
+    def counting_judge(job_id: int, *args: Any) -> int:
+        judged.append(job_id)
+        return real_judge(job_id, *args)
+
+    monkeypatch.setattr(evaluate, "judge_job", counting_judge)
+    evaluator = AlertEvaluator(replace(settings, alert_grace_seconds=600))
+    assert evaluator.evaluate(clock.now()) == 1
+    assert judged == [overdue.id]  # the 1,200 others needed no judgement of their own
+    tomorrow_late = datetime(2026, 11, 24, 3, 10, tzinfo=UTC)
+    assert {j.late_at for j in Job.select().where(Job.name != "overdue")} == {tomorrow_late}
+    [alert] = Alert.select()
+    assert (alert.job_id, alert.kind) == (overdue.id, "late")
+    judged.clear()
+    assert evaluator.evaluate(clock.now()) == 0 and judged == []

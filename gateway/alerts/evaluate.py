@@ -10,10 +10,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
 from datetime import timedelta
+from typing import Any
+from typing import cast
 
 from peewee import fn
 
@@ -31,6 +34,7 @@ from gateway.store.models import Run
 logger = logging.getLogger("gateway.alerts")
 
 HISTORY = 20  # newest finished runs a judgement looks at
+_BULK = 500  # jobs settled per query in the bulk pass
 MARGIN = timedelta(minutes=2)  # app workers' clocks may lag the gateway's a little
 TERMINAL = ("success", "error", "timeout", "skipped", "canceled", "abandoned")
 
@@ -52,19 +56,23 @@ class AlertEvaluator:
         and the next one starts where this left off.
         """
         recorded = 0
-        for job in self._candidates(now):
-            key = (job.last_run_at, job.updated_at)
-            due = job.late_at is not None and job.late_at <= now
-            if self.judged.get(job.id) == key and not due:
+        candidates = self._candidates(now)
+        self._settle_never_run(candidates, now)
+        for job_id, last_run_at, updated_at, late_at in candidates:
+            key = (last_run_at, updated_at)
+            due = late_at is not None and late_at <= now
+            if self.judged.get(job_id) == key and not due:
                 continue
-            recorded += judge_job(job.id, self.settings, now)
-            self.judged[job.id] = key
+            recorded += judge_job(job_id, self.settings, now)
+            self.judged[job_id] = key
             if between is not None and between():
                 return recorded  # the watermark stays: the rest is judged next round
         self.watermark = now - MARGIN
         return recorded
 
-    def _candidates(self, now: datetime) -> list[Job]:
+    def _candidates(self, now: datetime) -> list[tuple[Any, ...]]:
+        """Return (id, last_run_at, updated_at, late_at) of the jobs that may have changed:
+        tuples, not models (100,000 jobs on a first evaluation)."""
         query = Job.select(Job.id, Job.last_run_at, Job.updated_at, Job.late_at)
         if self.watermark is not None:  # the first evaluation judges every job once
             query = query.where(
@@ -72,7 +80,37 @@ class AlertEvaluator:
                 | (Job.updated_at >= self.watermark)
                 | (Job.late_at <= now)
             )
-        return list(query.where(Job.deleted_at.is_null()))
+        rows = query.where(Job.deleted_at.is_null()).tuples()
+        return list(cast(Iterable[tuple[Any, ...]], rows))
+
+    def _settle_never_run(self, candidates: list[tuple[Any, ...]], now: datetime) -> None:
+        """Judge in bulk the jobs that never ran and were never judged: with no run and no
+        open alert, the only verdict is when they will be late. Those already late are left
+        to `judge_job`, which records the alert."""
+        fresh = [
+            (job_id, updated_at)
+            for job_id, last_run_at, updated_at, late_at in candidates
+            if last_run_at is None and late_at is None and job_id not in self.judged
+        ]
+        for i in range(0, len(fresh), _BULK):
+            chunk = dict(fresh[i : i + _BULK])
+            alerted = set(
+                Alert.select(Alert.job).where(Alert.job.in_(list(chunk)) & (Alert.state == "open"))
+                .tuples()
+            )  # fmt: skip
+            late_ats: dict[datetime | None, list[int]] = {}
+            for job in Job.select(*_JUDGED).where(Job.id.in_(list(chunk))):
+                late_at = rules.late_deadline(expectation(job, self.settings), None)
+                if (job.id,) in alerted or (late_at is not None and late_at <= now):
+                    continue  # judge_job decides these
+                late_ats.setdefault(late_at, []).append(job.id)
+            with write_transaction():
+                for late_at, ids in late_ats.items():
+                    if late_at is not None:
+                        Job.update(late_at=late_at).where(Job.id.in_(ids)).execute()
+            for ids in late_ats.values():
+                for job_id in ids:
+                    self.judged[job_id] = (None, chunk[job_id])
 
     def deliver_in_background(self, now: datetime) -> None:
         """Start a delivery round in a thread unless one is still going (a slow webhook must

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
+from functools import lru_cache
 
 from gateway.errors import GatewayError
 from gateway.schedule import Schedule
@@ -115,13 +116,19 @@ def _next_slot(job: Expectation, after: datetime) -> tuple[datetime, timedelta] 
     schedule = _schedule(job)
     if schedule is None:
         return None
-    following = schedule.next_times(after, 2)
+    following = _following(schedule, after)
     if len(following) < 2:
         return (following[0], timedelta(0)) if following else None
     tolerance = min(EARLY_TOLERANCE, (following[1] - following[0]) / 2)
     if following[0] - after > tolerance:
         return following[0], tolerance
     return following[1], tolerance  # `after` was an early start of following[0]
+
+
+@lru_cache(maxsize=4096)
+def _following(schedule: Schedule, after: datetime) -> tuple[datetime, ...]:
+    """The two fire times after `after` (jobs made together share their first judgement)."""
+    return tuple(schedule.next_times(after, 2))
 
 
 def _schedule(job: Expectation) -> Schedule | None:
