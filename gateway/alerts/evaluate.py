@@ -84,14 +84,15 @@ class AlertEvaluator:
         return list(cast(Iterable[tuple[Any, ...]], rows))
 
     def _settle_never_run(self, candidates: list[tuple[Any, ...]], now: datetime) -> None:
-        """Judge in bulk the jobs that never ran and were never judged: with no run and no
-        open alert, the only verdict is when they will be late. Those already late are left
-        to `judge_job`, which records the alert."""
+        """Judge in bulk the jobs that never ran and that this evaluator has not judged (all
+        of them after a restart): with no run and no open alert, the only verdict is when
+        they will be late. Those already late are left to `judge_job`, which records it."""
         fresh = [
             (job_id, updated_at)
-            for job_id, last_run_at, updated_at, late_at in candidates
-            if last_run_at is None and late_at is None and job_id not in self.judged
+            for job_id, last_run_at, updated_at, _ in candidates
+            if last_run_at is None and job_id not in self.judged
         ]
+        stored = {job_id: late_at for job_id, _, _, late_at in candidates}
         for i in range(0, len(fresh), _BULK):
             chunk = dict(fresh[i : i + _BULK])
             alerted = set(
@@ -106,8 +107,9 @@ class AlertEvaluator:
                 late_ats.setdefault(late_at, []).append(job.id)
             with write_transaction():
                 for late_at, ids in late_ats.items():
-                    if late_at is not None:
-                        Job.update(late_at=late_at).where(Job.id.in_(ids)).execute()
+                    moved = [i for i in ids if stored[i] != late_at]
+                    if moved:
+                        Job.update(late_at=late_at).where(Job.id.in_(moved)).execute()
             for ids in late_ats.values():
                 for job_id in ids:
                     self.judged[job_id] = (None, chunk[job_id])
