@@ -358,3 +358,12 @@ def test_a_database_down_for_longer_than_the_wait_is_503_with_retry_after(
     assert response.headers["Retry-After"] == "5"
     assert clock.monotonic() - started == pytest.approx(10.0)  # database_wait_seconds
     assert _runs("hello") == [] and leases.current("job:hello") is None
+
+
+def test_one_heartbeat_thread_serves_every_run_of_a_process(client: FlaskClient) -> None:
+    import threading
+
+    for _ in range(20):
+        assert client.post("/crons/hello", headers=AUTH).status_code == 200
+    names = [t.name for t in threading.enumerate()]
+    assert names.count("heartbeats") == 1 and not any(n.startswith("heartbeat-") for n in names)

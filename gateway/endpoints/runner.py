@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from contextlib import suppress
@@ -71,20 +72,16 @@ class Execution:
         self.clock = clock
         self.heartbeat_seconds = heartbeat_seconds
         self.lease = timedelta(seconds=lease_seconds)
-        self._done = threading.Event()
 
     def execute(self) -> Result:
         """Run the function to its end and return the recorded result; never raises."""
         with log_context(self.ctx.execution_id, self.ctx.job):  # every line tagged
-            beat = threading.Thread(target=self._heartbeat, name=f"heartbeat-{self.ctx.job}")
-            beat.daemon = True
-            beat.start()
+            HEARTBEATS.add(self)
             started = self.clock.monotonic()
             try:
                 result, stack = self._call(started)
             finally:
-                self._done.set()
-                beat.join()
+                HEARTBEATS.remove(self)  # returns once a beat of this run in progress ended
             self._record(result, stack)
             return result
 
@@ -130,22 +127,81 @@ class Execution:
             progress_total=self.ctx.progress_value[1] if self.ctx.progress_value else None,
         )
 
-    def _heartbeat(self) -> None:
-        """Renew the lease and store the log until the run ends (its own DB connection)."""
-        try:
-            while not self._done.wait(self.heartbeat_seconds):
-                now = self.clock.now()
+    def beat(self) -> None:
+        """Renew the lease and store the log so far (called by the process's heartbeat
+        thread every `heartbeat_seconds` while the run goes on)."""
+        now = self.clock.now()
+        with log_context(self.ctx.execution_id, self.ctx.job):
+            try:
+                if not leases.renew(self.lease_name, self.ctx.execution_id, self.lease, now):
+                    self.ctx.request_stop()  # someone took over: we are presumed dead
+                if runs.heartbeat(
+                    self.run_id, now, self.ctx.log_text() or None, self.ctx.progress_value
+                ):
+                    self.ctx.request_stop()
+            except Exception:
+                logger.exception("heartbeat of run %s failed", self.ctx.execution_id)
+
+
+class Heartbeats:
+    """One thread per process beats every running execution on time.
+
+    A thread started per run cost a third of a quick job's call (start, wait, join: the
+    endpoint bench); this one is started on first use in each process (so after gunicorn
+    forked) and sleeps while nothing runs.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._due: dict[Execution, float] = {}  # execution -> monotonic time of its next beat
+        self._beating: Execution | None = None
+        self._thread: threading.Thread | None = None
+
+    def add(self, execution: Execution) -> None:
+        with self._lock:
+            self._due[execution] = time.monotonic() + execution.heartbeat_seconds
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="heartbeats", daemon=True)
+                self._thread.start()
+            self._lock.notify_all()
+
+    def remove(self, execution: Execution) -> None:
+        """Stop beating `execution`; wait for a beat of it that is under way."""
+        with self._lock:
+            self._due.pop(execution, None)
+            self._lock.wait_for(lambda: self._beating is not execution)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                execution = self._next_due()
+                self._beating = execution
+            if execution is not None:
                 try:
-                    if not leases.renew(self.lease_name, self.ctx.execution_id, self.lease, now):
-                        self.ctx.request_stop()  # someone took over: we are presumed dead
-                    if runs.heartbeat(
-                        self.run_id, now, self.ctx.log_text() or None, self.ctx.progress_value
-                    ):
-                        self.ctx.request_stop()
-                except Exception:
-                    logger.exception("heartbeat of run %s failed", self.ctx.execution_id)
-        finally:
-            database.close()
+                    execution.beat()
+                finally:
+                    with self._lock:
+                        self._beating = None
+                        if execution in self._due:
+                            self._due[execution] = time.monotonic() + execution.heartbeat_seconds
+                        self._lock.notify_all()
+
+    def _next_due(self) -> Execution | None:
+        """Wait (holding the lock's condition) until a beat is due; return its execution."""
+        while True:
+            if not self._due:
+                self._lock.wait(60)
+                if not self._due:
+                    database.close()  # idle: give the connection back
+                continue
+            execution, at = min(self._due.items(), key=lambda item: item[1])
+            wait = at - time.monotonic()
+            if wait <= 0:
+                return execution
+            self._lock.wait(wait)
+
+
+HEARTBEATS = Heartbeats()
 
 
 def _summary(value: Any) -> Any:
