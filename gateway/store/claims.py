@@ -42,7 +42,7 @@ from gateway.store.runs import new_execution_id
 logger = logging.getLogger("gateway.claims")
 
 ABANDONED_BY_GATEWAY = "the gateway that sent this run stopped before recording its end"
-_INSERT_CHUNK = 500  # rows of 12 columns: well under SQLite's and PostgreSQL's parameter caps
+_INSERT_CHUNK = 80  # rows of 12 columns: under 999 parameters, the cap of SQLite before 3.32
 
 
 @dataclass(frozen=True)
