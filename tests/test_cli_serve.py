@@ -12,7 +12,7 @@ from gateway.cli.serve import _local_url
     [
         ("127.0.0.1:8000", "http://127.0.0.1:8000"),
         ("0.0.0.0:9000", "http://127.0.0.1:9000"),
-        ("[::]:9000", "http://127.0.0.1:9000"),
+        ("[::]:9000", "http://[::1]:9000"),
         ("localhost:8080", "http://localhost:8080"),
         ("unix:/run/gateway.sock", None),
         ("nonsense", None),

@@ -367,3 +367,22 @@ def test_one_heartbeat_thread_serves_every_run_of_a_process(client: FlaskClient)
         assert client.post("/crons/hello", headers=AUTH).status_code == 200
     names = [t.name for t in threading.enumerate()]
     assert names.count("heartbeats") == 1 and not any(n.startswith("heartbeat-") for n in names)
+
+
+def test_an_admission_whose_commit_went_through_is_resumed_not_repeated(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The lock and the running row were committed, then the connection died before the
+    # answer came (PostgreSQL can lose a COMMIT's answer): the next try must pick them up.
+    real, lost = views._execution, [OperationalError("server closed the connection")]
+
+    def answer_lost(*args: Any) -> Any:
+        if lost:
+            raise lost.pop()
+        return real(*args)
+
+    monkeypatch.setattr(views, "_execution", answer_lost)
+    response = client.post("/crons/hello", headers=AUTH)
+    assert response.status_code == 200 and response.json["status"] == "success"
+    assert [r.status for r in _runs("hello")] == ["success"]
+    assert leases.current("job:hello") is None

@@ -178,6 +178,35 @@ def test_housekeeping_judges_alerts_off_the_loop_thread(
     assert (alert.kind, alert.state) == ("failure", "open")
 
 
+def test_an_outcome_that_cannot_be_stored_ends_its_run_and_spares_the_others(
+    scheduler: Scheduler, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from peewee import DataError
+
+    from gateway.scheduler import loop
+
+    # "gone" never answers, so only the gateway can record its run (the endpoint of "tick"
+    # would record its own, and the gateway's failure would only lose the HTTP facts).
+    tick = job(clock, "gone", schedule=None, url="http://127.0.0.1:9/crons/gone")
+    broken = job(clock, "broken", schedule=None)
+    enqueue(tick, "manual", clock.now())
+    enqueue(broken, "manual", clock.now())
+    real = loop.record_outcome
+
+    def refuse_tick(run_id: int, seen: Any, now: Any) -> Any:
+        if run_id == runs_of(tick)[0].id:
+            raise DataError("integer out of range")  # would fail on every try
+        return real(run_id, seen, now)
+
+    monkeypatch.setattr(loop, "record_outcome", refuse_tick)
+    round_trip(scheduler)
+    [stuck] = runs_of(tick)
+    assert stuck.status == "error"
+    assert stuck.error == "the gateway could not record this call's outcome (DataError)"
+    [other] = runs_of(broken)
+    assert (other.status, other.http_status) == ("error", 500)
+
+
 def test_an_unreachable_target_is_an_error_with_a_clear_message(
     scheduler: Scheduler, clock: FakeClock
 ) -> None:

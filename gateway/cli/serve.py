@@ -95,8 +95,10 @@ def _local_url(bind: str) -> str | None:
     host, sep, port = bind.rpartition(":")
     if not sep or not port.isdigit() or host.startswith("unix"):
         return None
-    if host in ("", "0.0.0.0", "::", "[::]"):
+    if host in ("", "0.0.0.0"):
         host = "127.0.0.1"
+    elif host in ("::", "[::]"):
+        host = "[::1]"  # a v6-only socket does not answer 127.0.0.1
     return f"http://{host}:{port}"
 
 

@@ -133,11 +133,12 @@ class Execution:
         now = self.clock.now()
         with log_context(self.ctx.execution_id, self.ctx.job):
             try:
-                if not leases.renew(self.lease_name, self.ctx.execution_id, self.lease, now):
-                    self.ctx.request_stop()  # someone took over: we are presumed dead
-                if runs.heartbeat(
-                    self.run_id, now, self.ctx.log_text() or None, self.ctx.progress_value
-                ):
+                with database.atomic():  # a savepoint: the other beats of the batch go on
+                    renewed = leases.renew(self.lease_name, self.ctx.execution_id, self.lease, now)
+                    stop = runs.heartbeat(
+                        self.run_id, now, self.ctx.log_text() or None, self.ctx.progress_value
+                    )
+                if not renewed or stop:  # someone took over (we are presumed dead), or cancel
                     self.ctx.request_stop()
             except Exception:
                 logger.exception("heartbeat of run %s failed", self.ctx.execution_id)
@@ -154,7 +155,7 @@ class Heartbeats:
     def __init__(self) -> None:
         self._lock = threading.Condition()
         self._due: dict[Execution, float] = {}  # execution -> monotonic time of its next beat
-        self._beating: Execution | None = None
+        self._beating: set[Execution] = set()
         self._thread: threading.Thread | None = None
 
     def add(self, execution: Execution) -> None:
@@ -169,36 +170,42 @@ class Heartbeats:
         """Stop beating `execution`; wait for a beat of it that is under way."""
         with self._lock:
             self._due.pop(execution, None)
-            self._lock.wait_for(lambda: self._beating is not execution)
+            self._lock.wait_for(lambda: execution not in self._beating)
 
     def _run(self) -> None:
         while True:
             with self._lock:
-                execution = self._next_due()
-                self._beating = execution
-            if execution is not None:
-                try:
-                    execution.beat()
-                finally:
-                    with self._lock:
-                        self._beating = None
+                due = self._wait_for_due()
+                self._beating = set(due)
+            try:
+                # Every beat that is due in one write transaction: one wait for SQLite's
+                # lock however many runs this process has going.
+                with write_transaction():
+                    for execution in due:
+                        execution.beat()
+            except Exception:  # the database is down: the leases run on; try at the next beat
+                logger.exception("heartbeats of %d run(s) failed", len(due))
+            finally:
+                with self._lock:
+                    self._beating = set()
+                    for execution in due:
                         if execution in self._due:
                             self._due[execution] = time.monotonic() + execution.heartbeat_seconds
-                        self._lock.notify_all()
+                    self._lock.notify_all()
 
-    def _next_due(self) -> Execution | None:
-        """Wait (holding the lock's condition) until a beat is due; return its execution."""
+    def _wait_for_due(self) -> list[Execution]:
+        """Wait (holding the lock's condition) until beats are due; return their executions."""
         while True:
             if not self._due:
                 self._lock.wait(60)
                 if not self._due:
                     database.close()  # idle: give the connection back
                 continue
-            execution, at = min(self._due.items(), key=lambda item: item[1])
-            wait = at - time.monotonic()
-            if wait <= 0:
-                return execution
-            self._lock.wait(wait)
+            now = time.monotonic()
+            due = [e for e, at in self._due.items() if at <= now]
+            if due:
+                return due
+            self._lock.wait(min(self._due.values()) - now)
 
 
 HEARTBEATS = Heartbeats()

@@ -214,8 +214,12 @@ def _start(
         if previous is not None:
             runs.abandon_run(previous, now)
         holder = None if taken else leases.current(lock)
+        resumed = None
         if holder is not None and holder.holder == execution_id and g.get("cron_lock_taken"):
-            taken, holder = True, None  # this request took it before the database dropped out
+            # This request's earlier try committed, but the answer was lost with the
+            # connection: the lock, and perhaps the running row, are its own.
+            taken, holder = True, None
+            resumed = runs.started_run(execution_id, origin.attempt)
         g.cron_lock_taken = taken
         if holder is not None and runs.was_canceled(holder.holder):
             # The gateway replaced that run (overlap: replace); it is stopping, this one starts.
@@ -227,7 +231,7 @@ def _start(
             run = runs.record_skipped(job, origin, caller, reason, payload, now)
             return _skipped(run.execution_id, definition.name, reason)
         try:
-            run = runs.start_run(job, origin, caller, payload, now, new_id=execution_id)
+            run = resumed or runs.start_run(job, origin, caller, payload, now, new_id=execution_id)
         except ConflictError as e:
             leases.release(lock, execution_id)
             return _skipped(execution_id, definition.name, e.message)

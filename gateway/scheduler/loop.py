@@ -20,6 +20,7 @@ from types import FrameType
 
 from peewee import DatabaseError
 from peewee import InterfaceError
+from peewee import OperationalError
 
 from gateway import outbound
 from gateway import signing
@@ -60,6 +61,7 @@ SYNC_START_ATTEMPTS = 12
 RESYNC_SECONDS = 300
 MAX_BACKOFF_SECONDS = 30.0
 PRUNE_EVERY_SECONDS = 24 * 3600
+INT32_MAX = 2**31 - 1
 # Alert judging sleeps this long after each job: at most about half a core, never the GIL
 # for long stretches while the loop claims and dispatches.
 ALERT_PAUSE_SECONDS = 0.002
@@ -246,6 +248,7 @@ class Scheduler:
         outcome = self.caller.call(request)
         base = dispatch.scheduled_for or dispatch.due_at or sent_at
         lateness_ms = max(0, int((sent_at - base).total_seconds() * 1000))
+        lateness_ms = min(lateness_ms, INT32_MAX)  # a backfill of last year fits the column
         self.outcomes.submit(_Sent(dispatch, outcome, lateness_ms))
 
     def _record_until_stored(self, batch: list[_Sent]) -> None:
@@ -271,15 +274,29 @@ class Scheduler:
                 self.clock.wait(delay, self.stopping)
 
     def _record_one(self, sent: _Sent) -> None:
-        """Record one outcome inside the batch's transaction; a bug in one is logged (what
-        record_outcome wrote is kept, in its own savepoint), and the others are stored."""
+        """Record one outcome inside the batch's transaction, in a savepoint of its own.
+
+        An outage (the connection failed, the database is locked) fails the whole batch, to
+        be tried again. Any other error is about this outcome alone and would fail every try
+        (a value the column refuses, a bug): it is logged, the run ends *error* saying so, and
+        the rest of the batch is stored, so one bad outcome never stops the others.
+        """
         with log_context(sent.dispatch.execution_id, sent.dispatch.job):
             try:
-                self._record(sent.dispatch, sent.outcome, sent.lateness_ms)
-            except (DatabaseError, InterfaceError):
-                raise  # the database is in trouble: the whole batch is tried again
-            except Exception:
+                with database.atomic():
+                    self._record(sent.dispatch, sent.outcome, sent.lateness_ms)
+            except (OperationalError, InterfaceError):
+                raise
+            except Exception as e:
                 logger.exception("recording run %s failed", sent.dispatch.execution_id)
+                reason = f"the gateway could not record this call's outcome ({type(e).__name__})"
+                try:
+                    with database.atomic():
+                        claims.fail_unrecorded(sent.dispatch.run_id, reason, self.clock.now())
+                except (OperationalError, InterfaceError):
+                    raise
+                except Exception:
+                    logger.exception("run %s stays dispatched", sent.dispatch.execution_id)
 
     def _record(self, dispatch: claims.Dispatch, outcome: Outcome, lateness_ms: int) -> None:
         now = self.clock.now()

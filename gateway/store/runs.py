@@ -66,6 +66,13 @@ def start_run(
         return run
 
 
+def started_run(execution_id: str, attempt: int) -> Run | None:
+    """Return the *running* row of (execution id, attempt), if there is one."""
+    return Run.get_or_none(
+        (Run.execution_id == execution_id) & (Run.attempt == attempt) & (Run.status == "running")
+    )
+
+
 def _insert_running(
     job: Job, origin: Origin, execution_id: str, caller: str, payload: Any, now: datetime
 ) -> Run:
@@ -178,12 +185,12 @@ def finish(run: Run, status: str, now: datetime, **outcome: Any) -> bool:
     return True
 
 
-def _count_on_job(job_id: int, status: str, now: datetime) -> None:
+def _count_on_job(job_id: int, status: str, now: datetime, runs: int = 1) -> None:
     if status == "missed":
         return  # nothing ran: the job's last run is still the one before
     failures: Any
     if status in FAILED_STATUSES:
-        failures = Job.consecutive_failures + 1
+        failures = Job.consecutive_failures + runs
     elif status == "success":
         failures = 0
     else:  # skipped, canceled: neither a failure nor a recovery
@@ -196,11 +203,19 @@ def _count_on_job(job_id: int, status: str, now: datetime) -> None:
 def abandon_stale(job: Job, now: datetime, lease: timedelta) -> int:
     """Mark the job's runs whose heartbeat is older than `lease` *abandoned*; return how many."""
     stale = (Run.job == job) & (Run.status == "running") & (Run.heartbeat_at < now - lease)
-    ids = [r.id for r in Run.select(Run.id).where(stale)]
-    for run_id in ids:
-        run = Run.get_by_id(run_id)
-        finish(run, "abandoned", now, error=ABANDONED_BY_WORKER)
-    return len(ids)
+    if not Run.select(Run.id).where(stale).exists():
+        return 0  # the common case: one indexed read, no write
+    with write_transaction():
+        # One UPDATE, then the job: runs before the job row, the order in which an ending run
+        # takes them too, so the two can never wait on each other (PostgreSQL deadlock).
+        count = int(
+            Run.update(status="abandoned", finished_at=now, error=ABANDONED_BY_WORKER)
+            .where(stale)
+            .execute()
+        )
+        if count:
+            _count_on_job(job.id, "abandoned", now, count)
+    return count
 
 
 def abandon_run(execution_id: str, now: datetime) -> None:
