@@ -59,6 +59,14 @@ class Throttle:
             while len(self._seen) > self.max_addresses:
                 self._seen.popitem(last=False)
 
+    def refusal(self, address: str | None, token: str | None, now: float) -> int | None:
+        """Return the seconds `address` must wait before `token` is looked at, or None if it
+        may be checked now: no penalty, or a token that already succeeded from there."""
+        wait = self.retry_after(address, now)
+        if wait is None or (token and self.known(address, token)):
+            return None
+        return wait
+
     def succeeded(self, address: str | None, token: str) -> None:
         """Remember that `token` was good from `address` (it keeps working there during a
         penalty that other tokens earned)."""

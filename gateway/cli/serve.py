@@ -93,7 +93,7 @@ def up() -> None:
 def _local_url(bind: str) -> str | None:
     """Return the URL this machine reaches a `host:port` bind at (None for a unix socket)."""
     host, sep, port = bind.rpartition(":")
-    if not sep or not port.isdigit() or host.startswith("unix"):
+    if not sep or not port.isdigit():  # unix:/path has no port
         return None
     if host in ("", "0.0.0.0"):
         host = "127.0.0.1"

@@ -46,8 +46,8 @@ def authenticate(request: Request, settings: Settings, now: datetime) -> Caller 
     throttle = throttle_of(current_app, settings)
     address = request.remote_addr
     token = presented_token(request, settings)
-    wait = throttle.retry_after(address, now.timestamp())
-    if wait is not None and not (token and throttle.known(address, token)):
+    wait = throttle.refusal(address, token, now.timestamp())
+    if wait is not None:
         raise RateLimitedError(wait)
     if not token:
         return None

@@ -51,6 +51,7 @@ from gateway.store.outcomes import Seen
 from gateway.store.outcomes import queue_retry
 from gateway.store.outcomes import record_outcome
 from gateway.store.retention import prune_once
+from gateway.store.runs import finish_run
 from gateway.sync import sync_jobs
 
 logger = logging.getLogger("gateway.scheduler")
@@ -292,7 +293,11 @@ class Scheduler:
                 reason = f"the gateway could not record this call's outcome ({type(e).__name__})"
                 try:
                     with database.atomic():
-                        claims.fail_unrecorded(sent.dispatch.run_id, reason, self.clock.now())
+                        # Only a run still *dispatched*: one the endpoint recorded keeps that.
+                        finish_run(
+                            sent.dispatch.run_id, "error", self.clock.now(),
+                            only_from=("dispatched",), error=reason,
+                        )  # fmt: skip
                 except (OperationalError, InterfaceError):
                     raise
                 except Exception:

@@ -424,15 +424,6 @@ def mark_lost_gateways(now: datetime, lease: timedelta) -> None:
     ).execute()
 
 
-def fail_unrecorded(run_id: int, reason: str, now: datetime) -> bool:
-    """End a dispatched run *error* because its outcome cannot be stored; False if it had
-    moved on (the endpoint recorded it)."""
-    run = Run.select(Run.id, Run.status, Run.job).where(Run.id == run_id).first()
-    return (
-        run is not None and run.status == "dispatched" and finish(run, "error", now, error=reason)
-    )
-
-
 def hand_back(run_ids: list[int]) -> int:
     """Return dispatched runs that were never sent to the queue, for another gateway to send."""
     if not run_ids:

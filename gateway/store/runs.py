@@ -152,14 +152,21 @@ def heartbeat(
     return row is None or row.cancel_requested_at is not None or row.status != "running"
 
 
-def finish_run(run_id: int, status: str, now: datetime, **outcome: Any) -> bool:
-    """Record the end of a running run; return False if it had already ended otherwise.
+def finish_run(
+    run_id: int,
+    status: str,
+    now: datetime,
+    *,
+    only_from: tuple[str, ...] = ("running", "abandoned"),
+    **outcome: Any,
+) -> bool:
+    """Record the end of a run that is in one of `only_from`; return False if it is not.
 
-    A run marked *abandoned* because its heartbeat lapsed takes the real outcome when it comes:
-    the truth arriving late beats a guess.
+    By default a running run: one marked *abandoned* because its heartbeat lapsed takes the
+    real outcome when it comes, the truth arriving late beats a guess.
     """
     run = Run.select(Run.id, Run.status, Run.job).where(Run.id == run_id).first()
-    if run is None or run.status not in ("running", "abandoned"):
+    if run is None or run.status not in only_from:
         return False
     return finish(run, status, now, **outcome)
 

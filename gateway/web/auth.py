@@ -108,8 +108,8 @@ def login() -> Any:
     throttle = throttle_of(current_app, settings())
     at = now().timestamp()
     token = request.form.get("token", "").strip()
-    wait = throttle.retry_after(request.remote_addr, at)
-    if wait is not None and not (token and throttle.known(request.remote_addr, token)):
+    wait = throttle.refusal(request.remote_addr, token, at)
+    if wait is not None:
         error = f"Too many failed attempts from your address; try again in {wait} s."
         page = render_template("login.html", next=back_to("/"), error=error)
         return page, 429, {"Retry-After": str(wait)}
