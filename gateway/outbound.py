@@ -1,4 +1,4 @@
-"""Outbound safety: a requests Session that checks every connection's resolved address.
+"""Outbound safety: an urllib3 PoolManager that checks every connection's resolved address.
 
 The check runs when a connection is opened (so DNS rebinding between validation and call,
 and numeric IPv4 forms like ``2130706433`` or ``0x7f.1``, gain nothing): the host must be an
@@ -12,13 +12,10 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable
-from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
+import urllib3
 from urllib3.connection import HTTPConnection
 from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool
@@ -188,46 +185,26 @@ class _CheckedHTTPSConnection(_CheckedConnection, HTTPSConnection):
     pass
 
 
-class GuardedAdapter(HTTPAdapter):
-    """A transport adapter whose pools open only connections the Guard allows."""
+def guarded_pools(guard: Guard, maxsize: int = 32) -> urllib3.PoolManager:
+    """Return a PoolManager whose pools open only connections the Guard allows.
 
-    def __init__(self, guard: Guard, **kwargs: Any) -> None:
-        self.guard = guard
-        super().__init__(**kwargs)
+    It never goes through a proxy from the environment (urllib3 reads none): a proxy would
+    resolve the host where we cannot check it.
+    """
+    pools = pool_manager(maxsize)
+    http = type("Connection", (_CheckedConnection,), {"guard": guard})
+    https = type("HTTPSConnection", (_CheckedHTTPSConnection,), {"guard": guard})
+    pools.pool_classes_by_scheme = {
+        "http": type("Pool", (HTTPConnectionPool,), {"ConnectionCls": http}),
+        "https": type("HTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https}),
+    }
+    return pools
 
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        http = type("Connection", (_CheckedConnection,), {"guard": self.guard})
-        https = type("HTTPSConnection", (_CheckedHTTPSConnection,), {"guard": self.guard})
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": type("Pool", (HTTPConnectionPool,), {"ConnectionCls": http}),
-            "https": type("HTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https}),
-        }
 
-
-class GuardedSession(requests.Session):
-    """A Session that connects only where its Guard allows, and never through a proxy
-    from the environment (a proxy would resolve the host where we cannot check it)."""
-
-    def __init__(self, guard: Guard) -> None:
-        super().__init__()
-        # No proxies or .netrc from the environment: they would cost a lookup on every call
-        # (measured: about a tenth of a call's CPU) and a proxy would hide the real target.
-        self.trust_env = False
-        self.mount("http://", GuardedAdapter(guard))
-        self.mount("https://", GuardedAdapter(guard))
-
-    def merge_environment_settings(
-        self,
-        url: str | bytes | None,
-        proxies: MutableMapping[str, str] | None,
-        stream: bool | None,
-        verify: bool | str | None,
-        cert: str | tuple[str, str] | None,
-    ) -> Any:
-        merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
-        merged["proxies"] = {}
-        return merged
+def pool_manager(maxsize: int = 32) -> urllib3.PoolManager:
+    """Return a PoolManager keeping `maxsize` connections alive per host (more are opened
+    when needed and closed after use), for up to 100 hosts."""
+    return urllib3.PoolManager(num_pools=100, maxsize=maxsize, block=False)
 
 
 def guard_for(settings: Settings, resolver: Resolver = system_resolver) -> Guard:
@@ -236,7 +213,7 @@ def guard_for(settings: Settings, resolver: Resolver = system_resolver) -> Guard
     return Guard((*settings.targets, app_host), resolver)
 
 
-def session_factory(settings: Settings) -> Callable[[], requests.Session]:
-    """Return a factory of guarded sessions, for `Caller(session_factory=...)`."""
-    guard = guard_for(settings)
-    return lambda: GuardedSession(guard)
+def pools_for(settings: Settings) -> urllib3.PoolManager:
+    """Return the guarded PoolManager the gateway calls through: a kept-alive connection per
+    call thread and host."""
+    return guarded_pools(guard_for(settings), maxsize=settings.gateway_workers)

@@ -15,8 +15,8 @@ from flask import request
 from gateway import outbound
 from gateway.config import Settings
 from gateway.outbound import Guard
-from gateway.outbound import GuardedSession
 from gateway.outbound import TargetRefusedError
+from gateway.outbound import guarded_pools
 from gateway.scheduler.caller import Caller
 from gateway.scheduler.caller import CallRequest
 from gateway.scheduler.loop import LoopSettings
@@ -177,7 +177,7 @@ def local_url() -> Iterator[str]:
 
 
 def call(guard: Guard, url: str) -> Any:
-    caller = Caller(lambda: GuardedSession(guard))
+    caller = Caller(guarded_pools(guard))
     try:
         return caller.call(CallRequest("GET", url, timeout_s=5))
     finally:
@@ -210,7 +210,7 @@ def test_every_new_connection_is_checked_again(local_url: str) -> None:
     answers = iter([["127.0.0.1"], ["10.0.0.5"]])
     guard = Guard(("*", "127.0.0.1"), lambda host, port: next(answers))
     port = local_url.rsplit(":", 1)[1]
-    caller = Caller(lambda: GuardedSession(guard))
+    caller = Caller(guarded_pools(guard))
     call_request = CallRequest("GET", f"http://rebind.test:{port}/ping", {"Connection": "close"})
     try:
         first = caller.call(call_request)
@@ -252,7 +252,7 @@ def test_the_gateway_refuses_a_target_outside_the_allowed_hosts(
         enqueue(job, "manual", now)
     try:
         scheduler.run_once()
-        assert scheduler.dispatcher.drain(10)
+        assert scheduler.drain(10)
     finally:
         scheduler.dispatcher.close()
     runs = {r.job.name: r for r in Run.select().where(Run.attempt == 1)}
