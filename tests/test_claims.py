@@ -66,6 +66,41 @@ def test_a_due_slot_becomes_one_queued_run_and_next_run_at_moves(db: str, clock:
     assert job.next_run_at == clock.now() + timedelta(seconds=1) and job.run_count == 1
 
 
+AHEAD = timedelta(seconds=1)
+
+
+def test_a_slot_within_the_lead_is_claimed_ahead_and_sent_only_when_due(
+    db: str, clock: FakeClock
+) -> None:
+    job = make_job(clock, schedule="*/5 * * * * *")  # next slot 09:00:05, 5 s away
+    assert claims.claim_due_slots(clock.now(), ahead=AHEAD) == 0  # beyond the lead
+    assert claims.next_due_at(clock.now(), AHEAD) == clock.now() + timedelta(seconds=4)
+    clock.advance(seconds=4.2)  # 0.8 s before the slot
+    assert claims.claim_due_slots(clock.now(), ahead=AHEAD) == 1
+    assert claims.claim_due_slots(clock.now(), ahead=AHEAD) == 0  # once
+    assert statuses(job) == [("queued", "09:00:05")]
+    job = Job.get_by_id(job.id)
+    assert job.next_run_at.strftime("%H:%M:%S") == "09:00:10" and job.run_count == 1
+    slot = clock.now() + timedelta(seconds=0.8)
+    assert claims.next_due_at(clock.now(), AHEAD) == slot  # the queued run, not the job's next
+    assert claims.take_due_runs(clock.now(), "gw-1", APP) == []  # not due yet
+    clock.advance(seconds=0.8)
+    [sent] = claims.take_due_runs(clock.now(), "gw-1", APP)
+    assert sent.scheduled_for == slot and sent.due_at == slot
+
+
+def test_an_overdue_slot_claimed_with_a_lead_follows_the_misfire_policy(
+    db: str, clock: FakeClock
+) -> None:
+    job = make_job(clock, misfire="skip")
+    clock.advance(seconds=90)  # 90 slots late: the lead changes nothing about them
+    while claims.claim_due_slots(clock.now(), ahead=AHEAD):  # as the loop does
+        pass
+    rows = statuses(job)
+    assert rows[:2] == [("missed", "09:00:01"), ("missed", "09:00:02")]
+    assert [r for r in rows if r[0] == "queued"] == [("queued", "09:01:30"), ("queued", "09:01:31")]
+
+
 def test_a_queued_run_is_dispatched_once_with_what_the_call_needs(
     db: str, clock: FakeClock
 ) -> None:

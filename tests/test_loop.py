@@ -72,6 +72,7 @@ def scheduler(settings: Settings, clock: FakeClock, app_url: str) -> Iterator[Sc
     )
     yield s
     s.dispatcher.close()
+    s.outcomes.close()
 
 
 def job(clock: FakeClock, name: str, **fields: Any) -> Job:
@@ -91,12 +92,27 @@ def job(clock: FakeClock, name: str, **fields: Any) -> Job:
 def round_trip(scheduler: Scheduler) -> bool:
     """One round of the loop, then wait (really) for its calls to be recorded."""
     found = scheduler.run_once()
-    assert scheduler.dispatcher.drain(10), "calls did not finish"
+    assert scheduler.drain(10), "calls did not finish"
     return found
 
 
 def runs_of(row: Job) -> list[Run]:
     return list(Run.select().where(Run.job == row).order_by(Run.id))
+
+
+def test_a_slot_is_queued_a_second_ahead_and_called_when_due(
+    scheduler: Scheduler, clock: FakeClock
+) -> None:
+    row = job(clock, "tick")
+    clock.advance(seconds=9.5)  # the slot is at :10
+    assert round_trip(scheduler)  # claimed ahead
+    [run] = runs_of(row)
+    assert run.status == "queued" and calls == []
+    assert scheduler.seconds_until_next_due() == pytest.approx(0.5)
+    clock.advance(seconds=0.5)
+    round_trip(scheduler)
+    [run] = runs_of(row)
+    assert (run.status, run.lateness_ms, len(calls)) == ("success", 0, 1)
 
 
 def test_a_due_slot_is_called_once_and_recorded(scheduler: Scheduler, clock: FakeClock) -> None:

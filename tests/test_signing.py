@@ -275,7 +275,7 @@ def run_job(scheduler: Scheduler, clock: FakeClock, **fields: Any) -> Run:
     enqueue(job, "manual", clock.now())
     try:
         scheduler.run_once()
-        assert scheduler.dispatcher.drain(10)
+        assert scheduler.drain(10)
     finally:
         scheduler.dispatcher.close()
     return Run.select().order_by(Run.id.desc()).get()

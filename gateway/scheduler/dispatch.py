@@ -30,6 +30,7 @@ class Dispatcher:
         self._busy: dict[str, int] = {}
         self._waiting: dict[str, deque[Dispatch]] = {}
         self._in_flight = 0
+        self._unstarted = 0  # handed to the pool, no thread has begun its call yet
 
     def submit(self, dispatch: Dispatch) -> None:
         host = urlsplit(dispatch.url).netloc
@@ -39,9 +40,12 @@ class Dispatcher:
                 self._waiting.setdefault(host, deque()).append(dispatch)
                 return
             self._busy[host] = self._busy.get(host, 0) + 1
+            self._unstarted += 1
         self._pool.submit(self._run, host, dispatch)
 
     def _run(self, host: str, dispatch: Dispatch) -> None:
+        with self._lock:
+            self._unstarted -= 1
         try:
             self._call(dispatch)
         except Exception:  # one bad call never stops the others
@@ -52,6 +56,8 @@ class Dispatcher:
             following = queue.popleft() if queue else None
             if following is None:
                 self._busy[host] -= 1
+            else:
+                self._unstarted += 1
             self._idle.notify_all()
         if following is not None:
             self._pool.submit(self._run, host, following)
@@ -61,6 +67,11 @@ class Dispatcher:
         """Return how many runs are being sent or wait for their host."""
         with self._lock:
             return self._in_flight
+
+    @property
+    def starting(self) -> bool:
+        """Return True while calls handed to the pool wait for a thread (a burst going out)."""
+        return self._unstarted > 0  # one int read: no lock needed for a hint
 
     def take_waiting(self) -> list[Dispatch]:
         """Remove and return the runs not sent yet (to hand them back at shutdown)."""

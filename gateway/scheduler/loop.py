@@ -12,6 +12,7 @@ import random
 import signal
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -73,6 +74,7 @@ class LoopSettings:
     """How the loop paces itself; the defaults suit one machine."""
 
     wake_interval: float = 0.5  # new jobs, reschedules and manual triggers are seen this fast
+    claim_ahead: float = 1.0  # slots are claimed (queued) this long before they are due
     lease_seconds: float = 10.0  # a dead gateway's work is taken over after this
     workers: int = 32
     per_host: int = 16
@@ -97,7 +99,7 @@ class Scheduler:
 
         self.settings = settings
         self.token = token
-        self.caller = caller or Caller(outbound.session_factory(settings))
+        self.caller = caller or Caller(outbound.pools_for(settings))
         self.clock = clock
         self.pacing = pacing or LoopSettings(
             lease_seconds=settings.gateway_lease_seconds,
@@ -107,6 +109,7 @@ class Scheduler:
         self.rng = rng or random.Random()
         self.instance = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.lease = timedelta(seconds=self.pacing.lease_seconds)
+        self._claim_ahead = timedelta(seconds=self.pacing.claim_ahead)
         self.stopping = threading.Event()
         self.wake = threading.Event()
         self.active = False
@@ -118,7 +121,9 @@ class Scheduler:
         first_prune = self.pacing.prune_after_seconds
         self._next_prune = None if first_prune is None else self.clock.monotonic() + first_prune
         self.dispatcher = Dispatcher(self.send, self.pacing.workers, self.pacing.per_host)
-        self.outcomes: GroupCommit[_Sent] = GroupCommit(self._record_until_stored)
+        self.outcomes: GroupCommit[_Sent] = GroupCommit(
+            self._record_until_stored, hold=lambda: self.dispatcher.starting
+        )
         self.reaper = Reaper(self.lease, timedelta(seconds=settings.lease_seconds))
 
     # -- the loop -------------------------------------------------------------------------
@@ -186,21 +191,27 @@ class Scheduler:
     def run_once(self) -> bool:
         """Do one round: housekeeping, claim due slots, send due runs. True: call again."""
         now = self.clock.now()
+        sent = self._send_due(now) if self.active else 0  # the due moment before housekeeping
         self._housekeeping(now)
         if not self.active:
-            return False
-        claimed = claims.claim_due_slots(now)
+            return bool(sent)
+        claimed = claims.claim_due_slots(now, ahead=self._claim_ahead)
+        sent += self._send_due(now)
+        return bool(claimed or sent)
+
+    def _send_due(self, now: datetime) -> int:
+        """Take the queued runs due at `now` and hand them to the dispatcher; return how many."""
         sent = claims.take_due_runs(now, self.instance, self.settings.app_url)
         for dispatch in sent:
             self.dispatcher.submit(dispatch)
-        return bool(claimed or sent)
+        return len(sent)
 
     def seconds_until_next_due(self) -> float:
         """Return how long to sleep: until the next due time, at most the wake interval."""
         if not self.active:
             return self.pacing.wake_interval * 2  # standby: try the lease again soon
         now = self.clock.now()
-        due = claims.next_due_at(now)
+        due = claims.next_due_at(now, self._claim_ahead)
         if due is None:
             return self.pacing.wake_interval
         return min(max(0.0, (due - now).total_seconds()), self.pacing.wake_interval)
@@ -250,7 +261,7 @@ class Scheduler:
         base = dispatch.scheduled_for or dispatch.due_at or sent_at
         lateness_ms = max(0, int((sent_at - base).total_seconds() * 1000))
         lateness_ms = min(lateness_ms, INT32_MAX)  # a backfill of last year fits the column
-        self.outcomes.submit(_Sent(dispatch, outcome, lateness_ms))
+        self.outcomes.put(_Sent(dispatch, outcome, lateness_ms))
 
     def _record_until_stored(self, batch: list[_Sent]) -> None:
         """Record a batch of outcomes in one transaction, retrying through a database outage:
@@ -391,7 +402,7 @@ class Scheduler:
 
         def evaluate() -> None:
             try:
-                evaluate_alerts(self.settings, now, lambda: self.stopping.wait(ALERT_PAUSE_SECONDS))
+                evaluate_alerts(self.settings, now, self._pause_for_alerts)
             except Exception:  # alerts must never stop the gateway
                 logger.exception("alerts: evaluation failed")
             finally:
@@ -399,6 +410,15 @@ class Scheduler:
 
         self._alerts = threading.Thread(target=evaluate, name="alerts", daemon=True)
         self._alerts.start()
+
+    def _pause_for_alerts(self) -> bool:
+        """Between two jobs' alert judging: a short sleep, longer while a burst of calls is
+        starting (at most a second), so judging never takes the interpreter from sending.
+        Return True if the gateway is stopping (judging stops too)."""
+        for _ in range(int(1.0 / ALERT_PAUSE_SECONDS)):
+            if self.stopping.wait(ALERT_PAUSE_SECONDS) or not self.dispatcher.starting:
+                break
+        return self.stopping.is_set()
 
     def _prune_in_background(self, now: datetime) -> None:
         """Delete runs past retention in a thread: short batches, so claims go on meanwhile."""
@@ -427,17 +447,27 @@ class Scheduler:
 
     # -- stopping ----------------------------------------------------------------------------
 
+    def drain(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the calls in flight and their outcomes' records."""
+        started = time.monotonic()  # a real wait, whatever clock schedules
+        if not self.dispatcher.drain(timeout):
+            return False
+        return self.outcomes.flush(max(0.0, timeout - (time.monotonic() - started)))
+
     def shutdown(self) -> None:
-        """Stop claiming, hand back unsent runs, wait for calls in flight, release the lease."""
+        """Stop claiming, hand back unsent runs, wait for calls in flight and their records,
+        release the lease."""
         returned = claims.hand_back([d.run_id for d in self.dispatcher.take_waiting()])
         if returned:
             logger.info("handed back %d run(s) not sent yet", returned)
-        if not self.dispatcher.drain(self.pacing.shutdown_grace):
+        if not self.drain(self.pacing.shutdown_grace):
             logger.warning(
-                "%d call(s) still in flight at shutdown; their runs end abandoned",
-                self.dispatcher.in_flight,
+                "%d call(s) still in flight or unrecorded at shutdown; their runs end abandoned",
+                self.dispatcher.in_flight + self.outcomes.waiting,
             )
+        self.outcomes.close()
         self.dispatcher.close()
+        self.caller.close()
         if self._alerts is not None:
             self._alerts.join(self.pacing.shutdown_grace)
         now = self.clock.now()
