@@ -101,6 +101,24 @@ def test_an_overdue_slot_claimed_with_a_lead_follows_the_misfire_policy(
     assert [r for r in rows if r[0] == "queued"] == [("queued", "09:01:30"), ("queued", "09:01:31")]
 
 
+def test_slots_claimed_ahead_are_given_back_and_claimed_again(db: str, clock: FakeClock) -> None:
+    job = make_job(clock, schedule="*/5 * * * * *")
+    paused = make_job(clock, "paused", schedule="*/5 * * * * *")
+    clock.advance(seconds=4.5)
+    assert claims.claim_due_slots(clock.now(), ahead=AHEAD) == 2
+    enqueue(job, "retry", clock.now(), due_at=clock.now() + timedelta(seconds=30))  # stays
+    Job.update(enabled=False, next_run_at=None).where(Job.id == paused.id).execute()
+    assert claims.release_ahead(clock.now()) == 2
+    assert [s for s, _ in statuses(job)] == ["queued"]  # the retry only
+    job, paused = Job.get_by_id(job.id), Job.get_by_id(paused.id)
+    assert job.next_run_at.strftime("%H:%M:%S") == "09:00:05" and job.run_count == 0
+    assert (paused.next_run_at, paused.run_count, statuses(paused)) == (None, 0, [])
+    assert claims.claim_due_slots(clock.now(), ahead=AHEAD) == 1
+    assert ("queued", "09:00:05") in statuses(job)
+    clock.advance(seconds=0.5)
+    assert claims.release_ahead(clock.now()) == 0  # due now: it is sent, not given back
+
+
 def test_a_queued_run_is_dispatched_once_with_what_the_call_needs(
     db: str, clock: FakeClock
 ) -> None:

@@ -115,6 +115,17 @@ def test_a_slot_is_queued_a_second_ahead_and_called_when_due(
     assert (run.status, run.lateness_ms, len(calls)) == ("success", 0, 1)
 
 
+def test_at_shutdown_a_slot_claimed_ahead_is_given_back(
+    scheduler: Scheduler, clock: FakeClock
+) -> None:
+    row = job(clock, "tick")
+    clock.advance(seconds=9.5)
+    assert round_trip(scheduler) and [r.status for r in runs_of(row)] == ["queued"]
+    scheduler.shutdown()
+    assert runs_of(row) == [] and calls == []
+    assert Job.get_by_id(row.id).next_run_at == clock.now() + timedelta(seconds=0.5)
+
+
 def test_a_due_slot_is_called_once_and_recorded(scheduler: Scheduler, clock: FakeClock) -> None:
     row = job(clock, "tick")
     assert not round_trip(scheduler)

@@ -51,6 +51,7 @@ from gateway.store.models import Job
 from gateway.store.outcomes import Seen
 from gateway.store.outcomes import queue_retry
 from gateway.store.outcomes import record_outcome
+from gateway.store.outcomes import record_plain_successes
 from gateway.store.retention import prune_once
 from gateway.store.runs import finish_run
 from gateway.sync import sync_jobs
@@ -271,8 +272,10 @@ class Scheduler:
         while True:
             try:
                 with write_transaction():
+                    stored = self._record_plain(batch)
                     for sent in batch:
-                        self._record_one(sent)
+                        if sent.dispatch.run_id not in stored:
+                            self._record_one(sent)
                 return
             except (DatabaseError, InterfaceError) as e:
                 failures += 1
@@ -284,6 +287,19 @@ class Scheduler:
                 if self.stopping.is_set():
                     return
                 self.clock.wait(delay, self.stopping)
+
+    def _record_plain(self, batch: list[_Sent]) -> set[int]:
+        """Store the batch's plain successes together (in a savepoint); return their run ids.
+        If that fails other than by an outage, every outcome goes the one-by-one way."""
+        seen = [(sent.dispatch.run_id, _seen(sent.outcome, sent.lateness_ms)) for sent in batch]
+        try:
+            with database.atomic():
+                return record_plain_successes(seen, self.clock.now())
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception:
+            logger.exception("storing %d outcome(s) together failed; one by one", len(batch))
+            return set()
 
     def _record_one(self, sent: _Sent) -> None:
         """Record one outcome inside the batch's transaction, in a savepoint of its own.
@@ -460,6 +476,7 @@ class Scheduler:
         returned = claims.hand_back([d.run_id for d in self.dispatcher.take_waiting()])
         if returned:
             logger.info("handed back %d run(s) not sent yet", returned)
+        self._release_ahead()
         if not self.drain(self.pacing.shutdown_grace):
             logger.warning(
                 "%d call(s) still in flight or unrecorded at shutdown; their runs end abandoned",
@@ -476,6 +493,21 @@ class Scheduler:
         gateways.retire(self.instance, now)
         database.close()
         logger.info("gateway %s stopped", self.instance)
+
+    def _release_ahead(self) -> None:
+        """Give back the slots claimed ahead and not due yet (the next gateway claims them)."""
+        if not self.active:
+            return
+        try:
+            released = claims.release_ahead(self.clock.now())
+        except (
+            DatabaseError,
+            InterfaceError,
+        ) as e:  # they stay queued: the next gateway sends them
+            logger.warning("could not give back the slots claimed ahead: %s", type(e).__name__)
+            return
+        if released:
+            logger.info("gave back %d slot(s) claimed ahead, not due yet", released)
 
     def _install_signal_handlers(self) -> None:
         def handle(signum: int, frame: FrameType | None) -> None:

@@ -34,6 +34,7 @@ from gateway.store.db import write_transaction
 from gateway.store.models import Gateway
 from gateway.store.models import Job
 from gateway.store.models import Run
+from gateway.store.outcomes import RUN_DECIDING
 from gateway.store.outcomes import queue_retry
 from gateway.store.runs import ABANDONED_BY_WORKER
 from gateway.store.runs import finish
@@ -201,7 +202,7 @@ def take_due_runs(now: datetime, gateway: str, app_url: str, *, limit: int = 200
     """
     with write_transaction():
         query = (
-            Run.select(Run, Job)
+            Run.select(*_TAKEN_RUN, *_TAKEN_JOB)
             .join(Job)
             .where((Run.status == "queued") & (Run.due_at <= now))
             .order_by(Run.due_at, Run.id)
@@ -226,6 +227,26 @@ def take_due_runs(now: datetime, gateway: str, app_url: str, *, limit: int = 200
                 Run.id.in_(list(sent)) & (Run.status == "queued")
             ).execute()
     return list(sent.values())
+
+
+# What taking a run reads of it and its job (`_dispatch_one`, the misfire and overlap
+# policies, `finish`): a burst of 1,000 runs builds 2,000 objects, so not all their columns
+# (measured: 1,000 runs taken in 64 ms instead of 88).
+_TAKEN_RUN = (*RUN_DECIDING, Run.queued_at, Run.due_at)
+_TAKEN_JOB = (
+    Job.id,
+    Job.name,
+    Job.url,
+    Job.method,
+    Job.headers,
+    Job.payload,
+    Job.timeout,
+    Job.signed,
+    Job.misfire,
+    Job.catchup_window,
+    Job.overlap,
+    Job.deleted_at,
+)
 
 
 def _active_runs(job_ids: set[int]) -> dict[int, list[Run]]:
@@ -434,6 +455,42 @@ def mark_lost_gateways(now: datetime, lease: timedelta) -> None:
     Gateway.update(role="lost").where(
         (Gateway.seen_at < now - lease) & Gateway.role.in_(("active", "standby"))
     ).execute()
+
+
+def release_ahead(now: datetime) -> int:
+    """Undo the claims of slots not due yet (claimed ahead): delete their queued runs, never
+    sent, and move their jobs' `next_run_at` back to them, so a stopped gateway leaves no
+    queued run behind; the next gateway claims those slots again. Return how many.
+
+    A paused, deleted or finished job is not moved back: its slot simply goes (a pause or a
+    deletion ahead of a slot stops it, as it would have without the lead).
+    """
+    with write_transaction():
+        query = Run.select(Run.id, Run.job, Run.scheduled_for).where(
+            (Run.status == "queued")
+            & (Run.trigger == "schedule")
+            & (Run.attempt == 1)
+            & (Run.due_at > now)
+        )
+        rows = list(_locked(query))
+        if not rows:
+            return 0
+        earliest: dict[int, datetime] = {}
+        count: dict[int, int] = {}
+        for run in rows:
+            slot = run.scheduled_for
+            earliest[run.job_id] = min(earliest.get(run.job_id, slot), slot)
+            count[run.job_id] = count.get(run.job_id, 0) + 1
+        Run.delete().where(Run.id.in_([run.id for run in rows])).execute()
+        for job in _locked(Job.select().where(Job.id.in_(list(earliest)))):
+            changes: dict[Any, Any] = {Job.run_count: Job.run_count - count[job.id]}
+            if job.enabled and job.deleted_at is None:
+                slot = earliest[job.id]
+                changes[Job.next_run_at] = (
+                    slot if job.next_run_at is None else min(slot, job.next_run_at)
+                )
+            Job.update(changes).where(Job.id == job.id).execute()
+    return len(rows)
 
 
 def hand_back(run_ids: list[int]) -> int:

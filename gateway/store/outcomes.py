@@ -7,6 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from gateway.scheduler.planner import should_auto_pause
+from gateway.store.db import database
+from gateway.store.db import is_sqlite
 from gateway.store.db import write_transaction
 from gateway.store.models import Job
 from gateway.store.models import Run
@@ -38,7 +40,7 @@ def record_outcome(run_id: int, seen: Seen, now: datetime) -> Run | None:
     """
     with write_transaction():
         # Only what deciding needs (and a retry copies): the hot path of every call.
-        run: Run | None = Run.select(*_DECIDING).where(Run.id == run_id).first()
+        run: Run | None = Run.select(*RUN_DECIDING).where(Run.id == run_id).first()
         if run is None:
             return None
         http = {
@@ -69,7 +71,61 @@ def record_outcome(run_id: int, seen: Seen, now: datetime) -> Run | None:
     return run
 
 
-_DECIDING = (
+def record_plain_successes(batch: list[tuple[int, Seen]], now: datetime) -> set[int]:
+    """Store the common outcome of a batch in a few statements: a success (not *skipped*) for a
+    run still *dispatched* (the endpoint recorded nothing itself), which only ends the run and
+    marks its job's last run. Return the run ids stored; the rest is for `record_outcome`.
+
+    It does what `record_outcome` does for such a run, for a whole batch: one read of the
+    statuses (rows locked on PostgreSQL, so they cannot move before the update), one UPDATE
+    statement run for every row (executemany), one UPDATE of their jobs. Measured on the bench:
+    about 20 µs a run instead of about 700 µs through `record_outcome`.
+    """
+    plain = {run_id: seen for run_id, seen in batch if seen.status == "success" and not seen.error}
+    if not plain:
+        return set()
+    with write_transaction():
+        query = Run.select(Run.id, Run.job).where(
+            Run.id.in_(list(plain)) & (Run.status == "dispatched")
+        )
+        if not is_sqlite():
+            query = query.order_by(Run.id).for_update()
+        found = {run.id: run.job_id for run in query}
+        if not found:
+            return set()
+        fields = (
+            Run.status, Run.finished_at, Run.duration_ms, Run.summary, Run.error,
+            Run.http_status, Run.response_excerpt, Run.lateness_ms,
+        )  # fmt: skip
+        param = database.obj.param
+        sql = (
+            f"UPDATE {Run._meta.table_name} SET "
+            + ", ".join(f"{field.column_name} = {param}" for field in fields)
+            + f" WHERE {Run.id.column_name} = {param}"
+        )
+        finished_at = Run.finished_at.db_value(now)
+        rows = [
+            (
+                "success",
+                finished_at,
+                plain[run_id].duration_ms,
+                Run.summary.db_value(plain[run_id].summary),
+                None,
+                plain[run_id].http_status,
+                plain[run_id].response_excerpt,
+                plain[run_id].lateness_ms,
+                run_id,
+            )
+            for run_id in found
+        ]
+        database.cursor().executemany(sql, rows)
+        Job.update(last_run_at=now, last_status="success", consecutive_failures=0).where(
+            Job.id.in_(sorted(set(found.values())))
+        ).execute()
+    return set(found)
+
+
+RUN_DECIDING = (
     Run.id,
     Run.execution_id,
     Run.job,
