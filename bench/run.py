@@ -10,7 +10,8 @@ Timed scenarios: the target starts, the system starts and gets ready, the window
 next 5 s boundary at least 2 s later and lasts --seconds; calls for slots in the window are
 compared with the expected (job, slot) pairs. The system is stopped (SIGTERM) --drain seconds
 after the window. CPU is utime+stime+cutime+cstime of the system's process over the window
-(/proc/<pid>/stat), memory its VmHWM. Each result is printed as JSON and appended to
+(/proc/<pid>/stat) plus utime+stime of its live descendants (cron's running shells and curls),
+memory their VmHWM summed. Each result is printed as JSON and appended to
 bench/results/runs.jsonl.
 """
 
@@ -56,11 +57,38 @@ CLK = os.sysconf("SC_CLK_TCK")
 # -- process measurements -----------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """Return utime+stime+cutime+cstime of `pid` (children that were reaped included)."""
+def _stat(pid: int) -> list[str]:
     with open(f"/proc/{pid}/stat") as f:
-        parts = f.read().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in parts[11:15]) / CLK
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def descendants(pid: int) -> list[int]:
+    """Return the live processes under `pid` (the gateway's sender processes, say)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parents.setdefault(int(_stat(int(entry))[1]), []).append(int(entry))
+            except (OSError, IndexError):
+                continue  # gone meanwhile
+    found, todo = [], list(parents.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo += parents.get(child, [])
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """Return utime+stime+cutime+cstime of `pid` (children that were reaped included), plus
+    utime+stime of its live descendants."""
+    total = sum(int(x) for x in _stat(pid)[11:15])
+    for child in descendants(pid):
+        try:
+            total += sum(int(x) for x in _stat(child)[11:13])
+        except OSError:
+            continue
+    return total / CLK
 
 
 def machine_busy() -> float:
@@ -76,12 +104,19 @@ def load_average() -> float:
 
 
 def memory_mb(pid: int) -> dict[str, float]:
-    """Return VmHWM (peak) and VmRSS of `pid` in MB."""
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(("VmHWM", "VmRSS")):
-                out[line.split(":")[0]] = round(int(line.split()[1]) / 1024, 1)
+    """Return VmHWM (peak) and VmRSS in MB of `pid` plus its live descendants (summed: the
+    peaks of several processes need not coincide, so that is an upper bound)."""
+    out: dict[str, float] = {}
+    for one in [pid, *descendants(pid)]:
+        try:
+            with open(f"/proc/{one}/status") as f:
+                for line in f:
+                    if line.startswith(("VmHWM", "VmRSS")):
+                        key = line.split(":")[0]
+                        out[key] = round(out.get(key, 0.0) + int(line.split()[1]) / 1024, 1)
+        except OSError:
+            continue
+    out["processes"] = 1 + len(descendants(pid))
     return out
 
 
