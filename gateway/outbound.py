@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import certifi
 import urllib3
 from urllib3.connection import HTTPConnection
 from urllib3.connection import HTTPSConnection
@@ -203,8 +204,18 @@ def guarded_pools(guard: Guard, maxsize: int = 32) -> urllib3.PoolManager:
 
 def pool_manager(maxsize: int = 32) -> urllib3.PoolManager:
     """Return a PoolManager keeping `maxsize` connections alive per host (more are opened
-    when needed and closed after use), for up to 100 hosts."""
-    return urllib3.PoolManager(num_pools=100, maxsize=maxsize, block=False)
+    when needed and closed after use), for up to 100 hosts.
+
+    HTTPS certificates are verified against certifi's bundle, as requests did (urllib3 alone
+    would use the system's store, which a slim container may not have).
+    """
+    return urllib3.PoolManager(
+        num_pools=100,
+        maxsize=maxsize,
+        block=False,
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=certifi.where(),
+    )
 
 
 def guard_for(settings: Settings, resolver: Resolver = system_resolver) -> Guard:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
+import certifi
 import pytest
 from flask import Flask
 from flask import request
@@ -262,3 +263,9 @@ def test_the_gateway_refuses_a_target_outside_the_allowed_hosts(
         "add it to GATEWAY_ALLOWED_TARGETS to allow it"
     )
     assert Run.select().where(Run.attempt > 1).count() == 0  # a refusal is final
+
+
+def test_https_calls_verify_certificates_against_certifi() -> None:
+    pools = guarded_pools(Guard(("example.com",)))
+    assert pools.connection_pool_kw["cert_reqs"] == "CERT_REQUIRED"
+    assert pools.connection_pool_kw["ca_certs"] == certifi.where()
