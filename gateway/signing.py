@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-import requests
+from gateway.scheduler.caller import request_body
+from gateway.scheduler.caller import request_target
 
 HEADER = "X-Cron-Signature"
 TOLERANCE_SECONDS = 300
@@ -84,24 +85,22 @@ def _parse(header: str) -> tuple[int, list[str]] | None:
 
 
 def sign_call(secret: str | None, method: str, url: str, json: Any, now: datetime) -> str | None:
-    """Return the signature of the request requests will send for (method, url, json).
+    """Return the signature of the request the caller will send for (method, url, json).
 
     None when there is no secret (the call goes unsigned).
 
-    requests prepares the same URL and JSON body here as in the call itself, so the signed
-    path and body are byte for byte what goes on the wire. None if requests cannot prepare it
-    (the call will fail the same way, and say why).
+    The path and body are built by the caller's own functions, so the signed path and body are
+    byte for byte what goes on the wire. None if they cannot be built (the call will fail the
+    same way, and say why).
     """
     if not secret:
         return None
     try:
-        prepared = requests.Request(method.upper(), url, json=json).prepare()
-    except (requests.RequestException, ValueError):
+        body = request_body(json) or b""
+        target = request_target(url)
+    except ValueError:
         return None
-    body = prepared.body or b""
-    if isinstance(body, str):
-        body = body.encode("utf-8")
-    return sign(secret, prepared.method or method, prepared.path_url, body, now)
+    return sign(secret, method.upper(), target, body, now)
 
 
 def secret_parts(header: str | None) -> tuple[str, ...]:

@@ -459,3 +459,43 @@ def test_a_second_reset_is_an_error_not_a_loop(wire: Wire) -> None:
     outcome = Caller(wire).call(request())  # type: ignore[arg-type]
     assert (outcome.kind, len(wire.calls)) == ("connection_error", 2)
     assert outcome.error is not None and "reset" in outcome.error
+
+
+def test_a_job_header_replaces_a_default_whatever_its_case(wire: Wire) -> None:
+    wire.add(payload=contract())
+    headers = {**cron_headers(TOKEN, "e1", SLOT, "schedule", 1), "user-agent": "mine/1"}
+    Caller(wire).call(CallRequest("POST", URL, headers))  # type: ignore[arg-type]
+    sent = wire.calls[0].headers
+    assert sent["user-agent"] == "mine/1" and "User-Agent" not in sent
+    assert sent["Accept-Encoding"] == "gzip, deflate"
+
+
+class BreaksOff(io.RawIOBase):
+    """A body whose connection is reset after its first bytes."""
+
+    def __init__(self) -> None:
+        self.sent = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.sent:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        self.sent = True
+        buffer[:5] = b'{"sta'
+        return 5
+
+
+def test_a_response_that_breaks_off_after_its_head_is_not_sent_again(wire: Wire) -> None:
+    wire.add(body=io.BufferedReader(BreaksOff()), content_type="application/json")
+    outcome = Caller(wire).call(request())  # type: ignore[arg-type]
+    assert len(wire.calls) == 1  # the job ran: a second copy could run it twice
+    assert (outcome.kind, outcome.http_status) == ("connection_error", None)
+    assert outcome.error == "connection reset by 127.0.0.1:8000"
+
+
+def test_a_payload_that_is_not_json_is_an_invalid_request(wire: Wire) -> None:
+    wire.add(payload=contract())
+    outcome = Caller(wire).call(request(json={"x": float("nan")}))  # type: ignore[arg-type]
+    assert (outcome.kind, wire.calls) == ("invalid_request", [])

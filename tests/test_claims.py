@@ -119,6 +119,22 @@ def test_slots_claimed_ahead_are_given_back_and_claimed_again(db: str, clock: Fa
     assert claims.release_ahead(clock.now()) == 0  # due now: it is sent, not given back
 
 
+def test_a_slot_given_back_counts_for_a_pause_with_a_fate_not_for_an_old_schedule(
+    db: str, clock: FakeClock
+) -> None:
+    fated = make_job(clock, "fated", schedule="*/5 * * * * *")
+    edited = make_job(clock, "edited", schedule="*/5 * * * * *")
+    clock.advance(seconds=4.5)
+    assert claims.claim_due_slots(clock.now(), ahead=AHEAD) == 2
+    later = clock.now() + timedelta(seconds=5.5)  # 09:00:10
+    Job.update(enabled=False, pause_fate="missed").where(Job.id == fated.id).execute()
+    Job.update(schedule="*/10 * * * * *", next_run_at=later).where(Job.id == edited.id).execute()
+    assert claims.release_ahead(clock.now()) == 2
+    fated, edited = Job.get_by_id(fated.id), Job.get_by_id(edited.id)
+    assert fated.next_run_at.strftime("%H:%M:%S") == "09:00:05"  # resume accounts for it
+    assert edited.next_run_at == later and edited.run_count == 0  # 09:00:05 is not a slot now
+
+
 def test_a_queued_run_is_dispatched_once_with_what_the_call_needs(
     db: str, clock: FakeClock
 ) -> None:

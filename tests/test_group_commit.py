@@ -99,3 +99,13 @@ def test_close_stores_what_is_pending_then_stops_the_writer() -> None:
     commit.put(7)
     commit.close(5)
     assert written == [7]
+
+
+def test_an_item_put_after_close_is_stored_at_once_in_the_caller() -> None:
+    written: list[tuple[int, str]] = []
+    commit: GroupCommit[int] = GroupCommit(
+        lambda batch: written.extend((i, threading.current_thread().name) for i in batch)
+    )
+    commit.close()
+    commit.put(3)  # a call that ended after the shutdown's drain gave up waiting
+    assert written == [(3, threading.current_thread().name)]

@@ -19,8 +19,11 @@ from gateway import CronJobs
 from gateway import create_app
 from gateway.config import Settings
 from gateway.endpoints.context import RunContext
+from gateway.scheduler import loop
+from gateway.scheduler.caller import Outcome
 from gateway.scheduler.loop import LoopSettings
 from gateway.scheduler.loop import Scheduler
+from gateway.store import claims
 from gateway.store import leases
 from gateway.store.jobs import next_run_after
 from gateway.store.models import Alert
@@ -124,6 +127,23 @@ def test_at_shutdown_a_slot_claimed_ahead_is_given_back(
     scheduler.shutdown()
     assert runs_of(row) == [] and calls == []
     assert Job.get_by_id(row.id).next_run_at == clock.now() + timedelta(seconds=0.5)
+
+
+def test_a_batch_with_two_outcomes_of_one_job_is_stored_in_call_order(
+    scheduler: Scheduler, clock: FakeClock
+) -> None:
+    row = job(clock, "tick", overlap="allow", max_attempts=1)
+    for _ in range(2):
+        enqueue(row, "manual", clock.now())
+    failed, fine = claims.take_due_runs(clock.now(), scheduler.instance, "http://127.0.0.1:1")
+    batch = [
+        loop._Sent(failed, Outcome("error", "http", 500, 3, error="HTTP 500"), 0),
+        loop._Sent(fine, Outcome("success", "http", 200, 3), 0),
+    ]
+    scheduler._record_until_stored(batch)  # the writer thread's step
+    row = Job.get_by_id(row.id)
+    assert [r.status for r in runs_of(row)] == ["error", "success"]
+    assert (row.last_status, row.consecutive_failures) == ("success", 0)
 
 
 def test_a_due_slot_is_called_once_and_recorded(scheduler: Scheduler, clock: FakeClock) -> None:

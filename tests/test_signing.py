@@ -102,13 +102,18 @@ def test_verify(
     assert signing.verify(header, secrets, method, path, body, now) is ok
 
 
-def test_sign_call_signs_the_path_and_body_requests_sends() -> None:
+def test_sign_call_signs_the_path_and_body_the_caller_sends() -> None:
     header = signing.sign_call(SECRET, "post", "http://h:1/a b?q=é", {"x": "é"}, NOW)
     assert header is not None
     body = b'{"x": "\\u00e9"}'
     assert signing.verify(header, [SECRET], "POST", "/a%20b?q=%C3%A9", body, NOW)
     assert signing.sign_call(None, "POST", "http://h/", None, NOW) is None
     assert signing.sign_call(SECRET, "GET", "http://[nope/", None, NOW) is None
+    # Escapes as urllib3 writes them on the request line (upper case, unreserved not decoded)
+    escaped = signing.sign_call(SECRET, "POST", "http://h/x?x=%7e&p=%41", None, NOW)
+    assert escaped is not None
+    assert signing.verify(escaped, [SECRET], "POST", "/x?x=%7E&p=%41", b"", NOW)
+    assert signing.sign_call(SECRET, "POST", "http://h/", {"x": float("nan")}, NOW) is None
 
 
 def test_signatures_are_redacted_from_log_text() -> None:

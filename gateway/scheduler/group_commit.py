@@ -51,7 +51,13 @@ class GroupCommit(Generic[T]):
         self._writer: threading.Thread | None = None
 
     def put(self, item: T) -> None:
-        """Hand `item` in to be stored; never waits for the database."""
+        """Hand `item` in to be stored; never waits for the database (once closed, a late
+        item is stored at once, in this thread)."""
+        with self._changed:
+            closed = self._closed
+        if closed:
+            self._store([item])
+            return
         with self._changed:
             if not self._pending:
                 self._oldest = time.monotonic()
@@ -95,10 +101,14 @@ class GroupCommit(Generic[T]):
                 self._pending = self._pending[self._max_batch :]
                 self._writing = len(batch)  # what is left is as old as it was: no linger
             try:
-                self._write(batch)
-            except Exception:  # the write handles outages itself; this is a bug: say it, go on
-                logger.exception("storing %d outcome(s) failed", len(batch))
+                self._store(batch)
             finally:
                 with self._changed:
                     self._writing = 0
                     self._changed.notify_all()
+
+    def _store(self, batch: list[T]) -> None:
+        try:
+            self._write(batch)
+        except Exception:  # the write handles outages itself; this is a bug: say it, go on
+            logger.exception("storing %d outcome(s) failed", len(batch))

@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
@@ -68,6 +69,7 @@ INT32_MAX = 2**31 - 1
 # Alert judging sleeps this long after each job: at most about half a core, never the GIL
 # for long stretches while the loop claims and dispatches.
 ALERT_PAUSE_SECONDS = 0.002
+ALERT_HOLD_SECONDS = 5.0  # and, while bursts start, at most this much longer a round
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,7 @@ class Scheduler:
         self._next_sync = 0.0
         self._failures = 0  # rounds failed in a row because the database was unavailable
         self._alerts: threading.Thread | None = None  # the alert evaluation going on, if any
+        self._alert_hold_left = ALERT_HOLD_SECONDS
         first_prune = self.pacing.prune_after_seconds
         self._next_prune = None if first_prune is None else self.clock.monotonic() + first_prune
         self.dispatcher = Dispatcher(self.send, self.pacing.workers, self.pacing.per_host)
@@ -291,7 +294,12 @@ class Scheduler:
     def _record_plain(self, batch: list[_Sent]) -> set[int]:
         """Store the batch's plain successes together (in a savepoint); return their run ids.
         If that fails other than by an outage, every outcome goes the one-by-one way."""
-        seen = [(sent.dispatch.run_id, _seen(sent.outcome, sent.lateness_ms)) for sent in batch]
+        jobs = Counter(sent.dispatch.job for sent in batch)
+        seen = [
+            (sent.dispatch.run_id, _seen(sent.outcome, sent.lateness_ms))
+            for sent in batch
+            if jobs[sent.dispatch.job] == 1  # a job's outcomes in call order: one by one
+        ]
         try:
             with database.atomic():
                 return record_plain_successes(seen, self.clock.now())
@@ -415,6 +423,7 @@ class Scheduler:
         hold up the next claim. A round still going when the next is due is left to finish."""
         if self._alerts is not None and self._alerts.is_alive():
             return
+        self._alert_hold_left = ALERT_HOLD_SECONDS
 
         def evaluate() -> None:
             try:
@@ -429,11 +438,13 @@ class Scheduler:
 
     def _pause_for_alerts(self) -> bool:
         """Between two jobs' alert judging: a short sleep, longer while a burst of calls is
-        starting (at most a second), so judging never takes the interpreter from sending.
-        Return True if the gateway is stopping (judging stops too)."""
-        for _ in range(int(1.0 / ALERT_PAUSE_SECONDS)):
-            if self.stopping.wait(ALERT_PAUSE_SECONDS) or not self.dispatcher.starting:
+        starting, so judging never takes the interpreter from sending; the longer waits add up
+        to at most ALERT_HOLD_SECONDS a round (the pool may stay busy for minutes). Return True
+        if the gateway is stopping (judging stops too)."""
+        while not self.stopping.wait(ALERT_PAUSE_SECONDS):
+            if not self.dispatcher.starting or self._alert_hold_left <= 0:
                 break
+            self._alert_hold_left -= ALERT_PAUSE_SECONDS
         return self.stopping.is_set()
 
     def _prune_in_background(self, now: datetime) -> None:

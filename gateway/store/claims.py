@@ -462,8 +462,10 @@ def release_ahead(now: datetime) -> int:
     sent, and move their jobs' `next_run_at` back to them, so a stopped gateway leaves no
     queued run behind; the next gateway claims those slots again. Return how many.
 
-    A paused, deleted or finished job is not moved back: its slot simply goes (a pause or a
-    deletion ahead of a slot stops it, as it would have without the lead).
+    A deleted job, or one paused without a fate, is not moved back: its slot simply goes (a
+    pause or a deletion ahead of a slot stops it, as it would have without the lead); a job
+    paused with a fate is, so that resuming accounts for the slot. Nor is a job whose schedule
+    changed since (the slot is not one of its slots any more).
     """
     with write_transaction():
         query = Run.select(Run.id, Run.job, Run.scheduled_for).where(
@@ -481,16 +483,33 @@ def release_ahead(now: datetime) -> int:
             slot = run.scheduled_for
             earliest[run.job_id] = min(earliest.get(run.job_id, slot), slot)
             count[run.job_id] = count.get(run.job_id, 0) + 1
-        Run.delete().where(Run.id.in_([run.id for run in rows])).execute()
-        for job in _locked(Job.select().where(Job.id.in_(list(earliest)))):
+        # Runs, then jobs (the order an ending run takes them too): waiting for a job's lock,
+        # never skipping it, or its slot would be lost with nothing recorded.
+        jobs = Job.select().where(Job.id.in_(sorted(earliest))).order_by(Job.id)
+        jobs = jobs if is_sqlite() else jobs.for_update()
+        for job in list(jobs):
             changes: dict[Any, Any] = {Job.run_count: Job.run_count - count[job.id]}
-            if job.enabled and job.deleted_at is None:
-                slot = earliest[job.id]
+            slot = earliest[job.id]
+            if _moves_back(job, slot):
                 changes[Job.next_run_at] = (
                     slot if job.next_run_at is None else min(slot, job.next_run_at)
                 )
             Job.update(changes).where(Job.id == job.id).execute()
+        Run.delete().where(Run.id.in_([run.id for run in rows])).execute()
     return len(rows)
+
+
+def _moves_back(job: Job, slot: datetime) -> bool:
+    """Return True if a job's next_run_at may go back to `slot`, a slot it had claimed ahead."""
+    if job.deleted_at is not None or job.schedule is None:
+        return False
+    if not job.enabled and job.pause_fate is None:
+        return False
+    try:
+        schedule = schedule_of(job.schedule, job.tz, job.name)
+    except InvalidSchedule:
+        return False
+    return schedule.next_times(slot - timedelta(microseconds=1), 1) == [slot]
 
 
 def hand_back(run_ids: list[int]) -> int:
