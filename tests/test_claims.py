@@ -192,17 +192,31 @@ def test_a_long_outage_is_folded_into_one_counted_row(db: str, clock: FakeClock)
     assert [r.scheduled_for for r in rows if r.status == "queued"] == [clock.now()]  # on time
 
 
-def test_forbid_skips_an_on_time_slot_while_the_previous_run_goes_on(
-    db: str, clock: FakeClock
-) -> None:
+def two_slots_under_forbid(clock: FakeClock, first_answered: bool) -> Job:
+    """Send a forbid job's first slot, then take its second while the first is dispatched."""
     job = make_job(clock, overlap="forbid")
     clock.advance(seconds=1)
     claims.claim_due_slots(clock.now())
-    assert len(claims.take_due_runs(clock.now(), "gw", APP)) == 1
+    [first] = claims.take_due_runs(clock.now(), "gw", APP)
     clock.advance(seconds=1)
     claims.claim_due_slots(clock.now())
-    assert claims.take_due_runs(clock.now(), "gw", APP) == []
+    answered = {first.run_id} if first_answered else set()
+    claims.take_due_runs(clock.now(), "gw", APP, answered=answered)
+    return job
+
+
+def test_forbid_skips_an_on_time_slot_while_the_previous_run_goes_on(
+    db: str, clock: FakeClock
+) -> None:
+    job = two_slots_under_forbid(clock, first_answered=False)
     assert statuses(job) == [("dispatched", "09:00:01"), ("skipped", "09:00:02")]
+
+
+def test_a_run_whose_call_ended_but_is_not_stored_yet_does_not_block_the_next_slot(
+    db: str, clock: FakeClock
+) -> None:
+    job = two_slots_under_forbid(clock, first_answered=True)  # its outcome waits for the writer
+    assert statuses(job) == [("dispatched", "09:00:01"), ("dispatched", "09:00:02")]
 
 
 def test_replace_cancels_the_running_one(db: str, clock: FakeClock) -> None:

@@ -44,6 +44,7 @@ def test_put_never_waits_for_the_write() -> None:
         commit.put(i)
     assert time.monotonic() - started < 0.5
     assert not commit.flush(0.05) and commit.waiting == 10
+    assert sorted(commit.pending()) == list(range(10))  # being written, or waiting
     gate.set()
     assert commit.flush(5)
     commit.close()

@@ -47,6 +47,7 @@ class GroupCommit(Generic[T]):
         self._pending: list[T] = []
         self._oldest = 0.0  # time.monotonic() when the oldest pending item came in
         self._writing = 0  # items taken by the writer and not stored yet
+        self._batch: list[T] = []  # those items
         self._closed = False
         self._writer: threading.Thread | None = None
 
@@ -66,6 +67,11 @@ class GroupCommit(Generic[T]):
                 self._writer = threading.Thread(target=self._run, name="record", daemon=True)
                 self._writer.start()
             self._changed.notify_all()
+
+    def pending(self) -> list[T]:
+        """Return the items handed in and not stored yet (being written included)."""
+        with self._changed:
+            return [*self._batch, *self._pending]
 
     @property
     def waiting(self) -> int:
@@ -100,11 +106,12 @@ class GroupCommit(Generic[T]):
                 batch = self._pending[: self._max_batch]
                 self._pending = self._pending[self._max_batch :]
                 self._writing = len(batch)  # what is left is as old as it was: no linger
+                self._batch = batch
             try:
                 self._store(batch)
             finally:
                 with self._changed:
-                    self._writing = 0
+                    self._writing, self._batch = 0, []
                     self._changed.notify_all()
 
     def _store(self, batch: list[T]) -> None:

@@ -205,7 +205,8 @@ class Scheduler:
 
     def _send_due(self, now: datetime) -> int:
         """Take the queued runs due at `now` and hand them to the dispatcher; return how many."""
-        sent = claims.take_due_runs(now, self.instance, self.settings.app_url)
+        answered = {sent.dispatch.run_id for sent in self.outcomes.pending()}
+        sent = claims.take_due_runs(now, self.instance, self.settings.app_url, answered=answered)
         for dispatch in sent:
             self.dispatcher.submit(dispatch)
         return len(sent)

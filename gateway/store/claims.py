@@ -7,6 +7,7 @@ PostgreSQL) and makes no HTTP call; `now` is passed in.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -191,7 +192,14 @@ def _row(job: Job, slot: datetime, status: str, now: datetime) -> dict[str, Any]
     }
 
 
-def take_due_runs(now: datetime, gateway: str, app_url: str, *, limit: int = 200) -> list[Dispatch]:
+def take_due_runs(
+    now: datetime,
+    gateway: str,
+    app_url: str,
+    *,
+    limit: int = 200,
+    answered: Collection[int] = (),
+) -> list[Dispatch]:
     """Mark queued runs that are due *dispatched* by `gateway` and return them to send.
 
     On the way, overlap and misfire policies are applied: a queued run may instead end
@@ -199,6 +207,10 @@ def take_due_runs(now: datetime, gateway: str, app_url: str, *, limit: int = 200
     job is still going and this one is a catch-up, retry or manual run), or end *missed* (it
     waited past the catch-up window). The batch is read with three queries and marked with one
     update, however many runs it has, so a burst of due runs leaves together.
+
+    `answered`: ids of runs whose call has ended but whose outcome is not stored yet (this
+    gateway's writer is behind, say after a database outage); they are not "going" for the
+    overlap policy.
     """
     with write_transaction():
         query = (
@@ -214,7 +226,7 @@ def take_due_runs(now: datetime, gateway: str, app_url: str, *, limit: int = 200
         if not batch:
             return []
         job_ids = {run.job_id for run in batch}
-        active = _active_runs(job_ids)
+        active = _active_runs(job_ids, answered)
         newest = _newest_queued_slots(job_ids, now)
         sent: dict[int, Dispatch] = {}  # by run id, in order
         for run in batch:
@@ -249,12 +261,14 @@ _TAKEN_JOB = (
 )
 
 
-def _active_runs(job_ids: set[int]) -> dict[int, list[Run]]:
-    """Return the runs being sent or run, by job, for these jobs (by the status index)."""
+def _active_runs(job_ids: set[int], answered: Collection[int] = ()) -> dict[int, list[Run]]:
+    """Return the runs being sent or run, by job, for these jobs (by the status index),
+    leaving out the dispatched ones in `answered` (their call has ended)."""
     active: dict[int, list[Run]] = {}
     rows = Run.select().where(Run.job.in_(job_ids) & Run.status.in_(("dispatched", "running")))
     for run in rows:
-        active.setdefault(run.job_id, []).append(run)
+        if not (run.status == "dispatched" and run.id in answered):
+            active.setdefault(run.job_id, []).append(run)
     return active
 
 
