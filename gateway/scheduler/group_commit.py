@@ -55,18 +55,16 @@ class GroupCommit(Generic[T]):
         """Hand `item` in to be stored; never waits for the database (once closed, a late
         item is stored at once, in this thread)."""
         with self._changed:
-            closed = self._closed
-        if closed:
-            self._store([item])
-            return
-        with self._changed:
-            if not self._pending:
-                self._oldest = time.monotonic()
-            self._pending.append(item)
-            if self._writer is None:
-                self._writer = threading.Thread(target=self._run, name="record", daemon=True)
-                self._writer.start()
-            self._changed.notify_all()
+            if not self._closed:  # checked and appended under one lock: the writer sees it
+                if not self._pending:
+                    self._oldest = time.monotonic()
+                self._pending.append(item)
+                if self._writer is None:
+                    self._writer = threading.Thread(target=self._run, name="record", daemon=True)
+                    self._writer.start()
+                self._changed.notify_all()
+                return
+        self._store([item])
 
     def pending(self) -> list[T]:
         """Return the items handed in and not stored yet (being written included)."""

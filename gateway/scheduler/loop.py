@@ -512,10 +512,8 @@ class Scheduler:
             return
         try:
             released = claims.release_ahead(self.clock.now())
-        except (
-            DatabaseError,
-            InterfaceError,
-        ) as e:  # they stay queued: the next gateway sends them
+        except (DatabaseError, InterfaceError) as e:
+            # They stay queued: the next gateway sends them (on time, or as its misfire says).
             logger.warning("could not give back the slots claimed ahead: %s", type(e).__name__)
             return
         if released:

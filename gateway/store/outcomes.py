@@ -80,8 +80,8 @@ def record_plain_successes(batch: list[tuple[int, Seen]], now: datetime) -> set[
 
     It does what `record_outcome` does for such a run, for a whole batch: one read of the
     statuses (rows locked on PostgreSQL, so they cannot move before the update), one UPDATE
-    statement run for every row (executemany), one UPDATE of their jobs. Measured on the bench:
-    about 20 µs a run instead of about 700 µs through `record_outcome`.
+    statement run for every row (executemany), one UPDATE of their jobs, instead of a savepoint
+    and three statements each (measured: same-1000, gateway CPU 3.09 → 2.16 ms a call).
     """
     plain = {run_id: seen for run_id, seen in batch if seen.status == "success" and not seen.error}
     if not plain:
