@@ -7,6 +7,7 @@ A job is judged again only when its last run or its definition changed, or its `
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Callable
@@ -45,7 +46,9 @@ class AlertEvaluator:
 
     settings: Settings
     watermark: datetime | None = None
-    judged: dict[int, tuple[datetime | None, datetime | None]] = field(default_factory=dict)
+    # job id -> the hash of (last_run_at, updated_at) it was judged at: an int, not a tuple of
+    # two datetimes (100,000 jobs: about 3 MB instead of about 18).
+    judged: dict[int, int] = field(default_factory=dict)
     _delivery: threading.Thread | None = None
 
     def evaluate(self, now: datetime, between: Callable[[], bool] | None = None) -> int:
@@ -59,7 +62,7 @@ class AlertEvaluator:
         candidates = self._candidates(now)
         self._settle_never_run(candidates, now)
         for job_id, last_run_at, updated_at, late_at in candidates:
-            key = (last_run_at, updated_at)
+            key = hash((last_run_at, updated_at))
             due = late_at is not None and late_at <= now
             if self.judged.get(job_id) == key and not due:
                 continue
@@ -87,32 +90,31 @@ class AlertEvaluator:
         """Judge in bulk the jobs that never ran and that this evaluator has not judged (all
         of them after a restart): with no run and no open alert, the only verdict is when
         they will be late. Those already late are left to `judge_job`, which records it."""
-        fresh = [
+        fresh = (
             (job_id, updated_at)
             for job_id, last_run_at, updated_at, _ in candidates
             if last_run_at is None and job_id not in self.judged
-        ]
-        stored = {job_id: late_at for job_id, _, _, late_at in candidates}
-        for i in range(0, len(fresh), _BULK):
-            chunk = dict(fresh[i : i + _BULK])
+        )  # a generator, read a chunk at a time: 100,000 jobs after a restart
+        while chunk := dict(itertools.islice(fresh, _BULK)):
             alerted = set(
                 Alert.select(Alert.job).where(Alert.job.in_(list(chunk)) & (Alert.state == "open"))
                 .tuples()
             )  # fmt: skip
             late_ats: dict[datetime | None, list[int]] = {}
+            moved: dict[datetime | None, list[int]] = {}
             for job in Job.select(*_JUDGED).where(Job.id.in_(list(chunk))):
                 late_at = rules.late_deadline(expectation(job, self.settings), None)
                 if (job.id,) in alerted or (late_at is not None and late_at <= now):
                     continue  # judge_job decides these
                 late_ats.setdefault(late_at, []).append(job.id)
+                if job.late_at != late_at:
+                    moved.setdefault(late_at, []).append(job.id)
             with write_transaction():
-                for late_at, ids in late_ats.items():
-                    moved = [i for i in ids if stored[i] != late_at]
-                    if moved:
-                        Job.update(late_at=late_at).where(Job.id.in_(moved)).execute()
+                for late_at, ids in moved.items():
+                    Job.update(late_at=late_at).where(Job.id.in_(ids)).execute()
             for ids in late_ats.values():
                 for job_id in ids:
-                    self.judged[job_id] = (None, chunk[job_id])
+                    self.judged[job_id] = hash((None, chunk[job_id]))
 
     def deliver_in_background(self, now: datetime) -> None:
         """Start a delivery round in a thread unless one is still going (a slow webhook must
