@@ -107,7 +107,8 @@ def memory_mb(pid: int) -> dict[str, float]:
     """Return VmHWM (peak) and VmRSS in MB of `pid` plus its live descendants (summed: the
     peaks of several processes need not coincide, so that is an upper bound)."""
     out: dict[str, float] = {}
-    for one in [pid, *descendants(pid)]:
+    tree = [pid, *descendants(pid)]
+    for one in tree:
         try:
             with open(f"/proc/{one}/status") as f:
                 for line in f:
@@ -116,7 +117,7 @@ def memory_mb(pid: int) -> dict[str, float]:
                         out[key] = round(out.get(key, 0.0) + int(line.split()[1]) / 1024, 1)
         except OSError:
             continue
-    out["processes"] = 1 + len(descendants(pid))
+    out["processes"] = len(tree)
     return out
 
 

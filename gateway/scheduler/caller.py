@@ -180,22 +180,20 @@ class Caller:
         body = request_body(request.json)
         if body is not None and not any(name.lower() == "content-type" for name in headers):
             headers["Content-Type"] = "application/json"
-        for attempt in (1, 2):
-            try:
-                return self.pools.urlopen(
-                    request.method,
-                    url,
-                    body=body,
-                    headers=headers,
-                    timeout=urllib3.Timeout(connect=request.timeout_s, read=request.timeout_s),
-                    retries=False,
-                    redirect=False,
-                    preload_content=False,
-                )
-            except urllib3.exceptions.ProtocolError as exc:
-                if attempt == 2 or not _stale_connection(exc):
-                    raise
-        raise AssertionError("unreachable")
+        timeout = urllib3.Timeout(connect=request.timeout_s, read=request.timeout_s)
+
+        def send() -> urllib3.BaseHTTPResponse:
+            return self.pools.urlopen(
+                request.method, url, body=body, headers=headers, timeout=timeout,
+                retries=False, redirect=False, preload_content=False,
+            )  # fmt: skip
+
+        try:
+            return send()
+        except urllib3.exceptions.ProtocolError as exc:
+            if not _stale_connection(exc):
+                raise
+        return send()
 
     def _read(self, response: urllib3.BaseHTTPResponse, deadline: float | None) -> _Body:
         """Read the body in chunks, keeping at most its head and tail, until done or a limit."""
