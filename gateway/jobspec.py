@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from gateway.config import Settings
 from gateway.errors import ValidationError
-from gateway.schedule import Schedule
+from gateway.schedule import cached_schedule
 from gateway.schedule import validate_timezone
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -208,7 +208,7 @@ def validate_job(
     if low is not None and high is not None and low > high:
         raise _fail("min_duration_ms", f"{low} is more than max_duration_ms ({high})")
     if clean.get("schedule") is not None:
-        Schedule(clean["schedule"], clean.get("tz", "UTC"), name=clean.get("name"))
+        cached_schedule(clean["schedule"], clean.get("tz", "UTC"), clean.get("name"))
     return clean
 
 

@@ -152,6 +152,19 @@ def _cached(expr: str, tz: str, name: str | None) -> Schedule:
     return Schedule(expr, tz, name=name)
 
 
+def cached_next_time(expr: str, tz: str, name: str | None, after: datetime) -> datetime | None:
+    """Return the first fire time strictly after the aware `after`, or None if the calendar
+    ends first; remembered per (schedule, after), so a sync that gives 100,000 jobs on sixty
+    expressions their first slot computes sixty (croniter: about 0.1 ms each)."""
+    return _next_cached(expr, tz, name if "h" in expr.lower() else None, after)
+
+
+@lru_cache(maxsize=4096)
+def _next_cached(expr: str, tz: str, name: str | None, after: datetime) -> datetime | None:
+    times = _cached(expr, tz, name).next_times(after, 1)
+    return times[0] if times else None
+
+
 def validate_timezone(tz: str) -> ZoneInfo:
     """Return the ZoneInfo for the IANA name `tz`, or raise InvalidSchedule(field="tz")."""
     if not isinstance(tz, str) or not tz:

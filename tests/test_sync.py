@@ -384,3 +384,46 @@ def test_the_example_jobs_file_syncs_against_the_demo_app(
     assert report.errors == [] and "app-health" in report.created
     assert stored("app-health")["source"] == "config"
     assert {"cleanup-sessions", "daily-report"} <= set(report.created)
+
+
+def _declared(i: int, schedule: str | None = None) -> str:
+    name, schedule = f"bulk{i:05d}", schedule or f"{i % 60} 3 * * *"
+    return f'[[job]]\nname = "{name}"\nurl = "/t/{name}"\nschedule = "{schedule}"\n'
+
+
+def _file_of(count: int, **override: str) -> str:
+    """A jobs file of `count` jobs on sixty schedules; `override` replaces one job's schedule."""
+    return "\n".join(_declared(i, override.get(f"bulk{i:05d}")) for i in range(count))
+
+
+def test_a_file_of_thousands_syncs_in_chunks_like_one_job_at_a_time(
+    live: Settings, clock: FakeClock
+) -> None:
+    # 2,500 jobs: three chunks of the bulk insert and of the resync's read.
+    Path(live.jobs_file).write_text(_file_of(2500))
+    report = sync(live, clock)
+    assert len(report.created) == 2500 + 3 and not report.errors
+    bulk = {**stored("bulk00061"), "declared": Job.get(Job.name == "bulk00061").declared}
+    # The same declaration saved alone (one declared job) gives the same row, id and times aside.
+    Path(live.jobs_file).write_text(_declared(61))
+    Job.delete().where(Job.name == "bulk00061").execute()
+    sync(live, clock)
+    alone = {**stored("bulk00061"), "declared": Job.get(Job.name == "bulk00061").declared}
+    assert {k: v for k, v in bulk.items() if k != "id"} == {
+        k: v for k, v in alone.items() if k != "id"
+    }
+    assert bulk["next_run_at"] == utc("2026-11-24 03:01")
+
+    Path(live.jobs_file).write_text(_file_of(2500))
+    sync(live, clock)  # the other jobs come back from orphaned
+    jobs.pause_job("bulk00002", clock.now(), note="held")  # not enabled, no next slot: settled
+    before = snapshot()
+    report = sync(live, clock, minutes=1)
+    assert len(report.unchanged) == 2503 and not (report.updated or report.created)
+    assert snapshot() == before
+
+    Path(live.jobs_file).write_text(_file_of(2499, bulk01500="15 4 * * *"))
+    report = sync(live, clock)
+    assert (report.updated, report.orphaned) == (["bulk01500"], ["bulk02499"])
+    assert stored("bulk01500")["next_run_at"] == utc("2026-11-24 04:15")
+    assert (stored("bulk02499")["state"], stored("bulk02499")["next_run_at"]) == ("orphaned", None)

@@ -17,7 +17,8 @@ from gateway.errors import NotFoundError
 from gateway.errors import ValidationError
 from gateway.jobspec import check_payload
 from gateway.jobspec import validate_job
-from gateway.schedule import Schedule
+from gateway.schedule import cached_next_time
+from gateway.schedule import cached_schedule
 from gateway.scheduler.planner import limit_runs
 from gateway.scheduler.planner import plan_due
 from gateway.scheduler.policy import MisfirePolicy
@@ -76,8 +77,8 @@ def next_run_after(job: Job, now: datetime) -> datetime | None:
         return None
     if job.max_runs is not None and job.run_count >= job.max_runs:
         return None
-    times = Schedule(job.schedule, job.tz, name=job.name).next_times(now, 1)
-    return times[0].astimezone(UTC) if times else None
+    first = cached_next_time(job.schedule, job.tz, job.name, now)
+    return first.astimezone(UTC) if first is not None else None
 
 
 # --- service functions: validate first, then write, so bad input changes nothing ----------
@@ -147,7 +148,7 @@ def update_job(name: str, changes: Mapping[str, Any], now: datetime, *, settings
         job = live_job(name)
         schedule, tz = clean.get("schedule", job.schedule), clean.get("tz", job.tz)
         if schedule is not None and ("schedule" in clean or "tz" in clean):
-            Schedule(schedule, tz, name=name)  # the edited pair must work together
+            cached_schedule(schedule, tz, name)  # the edited pair must work together
         for field, value in clean.items():
             setattr(job, field, value)
         job.updated_at = now

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import peewee
-
 from gateway.scheduler.planner import should_auto_pause
+from gateway.store.bulk import execute_many
 from gateway.store.db import database
 from gateway.store.db import is_sqlite
 from gateway.store.db import write_transaction
@@ -120,9 +119,7 @@ def record_plain_successes(batch: list[tuple[int, Seen]], now: datetime) -> set[
             )
             for run_id in found
         ]
-        # peewee's errors (OperationalError…) for this raw statement, as for its own queries
-        with peewee.__exception_wrapper__:  # type: ignore[attr-defined]  # not in its stubs
-            database.cursor().executemany(sql, rows)
+        execute_many(sql, rows)
         Job.update(last_run_at=now, last_status="success", consecutive_failures=0).where(
             Job.id.in_(sorted(set(found.values())))
         ).execute()
