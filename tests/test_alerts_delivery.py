@@ -305,3 +305,41 @@ def test_jobs_that_never_ran_are_settled_in_bulk_and_a_late_one_still_alerts(
     assert (alert.job_id, alert.kind) == (overdue.id, "late")
     judged.clear()
     assert evaluator.evaluate(clock.now()) == 0 and judged == []
+
+
+def test_a_change_stamped_by_a_lagging_clock_is_judged_by_the_next_wide_round(
+    settings: Settings, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.alerts import evaluate
+    from gateway.store import runs
+
+    start, made = clock.now(), clock.now() - timedelta(hours=1)
+    late, prompt = (
+        Job.create(name=n, url=f"/crons/{n}", schedule="0 3 * * *", created_at=made,
+                   updated_at=made)
+        for n in ("lagging", "prompt")
+    )  # fmt: skip
+    evaluator = AlertEvaluator(settings)
+    assert evaluator.evaluate(start) == 0  # the first round is wide
+    judged: list[int] = []
+    real_judge = evaluate.judge_job
+    monkeypatch.setattr(
+        evaluate, "judge_job", lambda job_id, *a: judged.append(job_id) or real_judge(job_id, *a)
+    )
+
+    def fail(job: Job, stamped: datetime) -> None:
+        run = runs.start_run(job, runs.Origin(), "cron", None, stamped)
+        runs.finish_run(run.id, "error", stamped, duration_ms=5, error="boom")
+
+    # After that round, a worker whose clock is 60 s behind records a failure; the gateway's
+    # own clock stamps another one.
+    fail(late, clock.advance(seconds=10) - timedelta(seconds=60))
+    fail(prompt, clock.now())
+    evaluator.evaluate(clock.advance(seconds=2))  # a narrow round: LAG past the round before
+    assert judged == [prompt.id]
+    evaluator.evaluate(clock.advance(seconds=5))
+    assert judged == [prompt.id]  # nothing new: neither is read again
+    evaluator.evaluate(clock.advance(seconds=15))  # 32 s after the first: wide, MARGIN back
+    assert judged == [prompt.id, late.id]
+    opened = {(a.job_id, a.kind) for a in Alert.select().where(Alert.state == "open")}
+    assert opened == {(prompt.id, "failure"), (late.id, "failure")}

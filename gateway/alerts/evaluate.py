@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
@@ -25,6 +26,7 @@ from gateway.alerts import rules
 from gateway.alerts.delivery import deliver_due
 from gateway.alerts.delivery import has_channel
 from gateway.config import Settings
+from gateway.store.bulk import execute_many
 from gateway.store.db import database
 from gateway.store.db import is_sqlite
 from gateway.store.db import write_transaction
@@ -36,7 +38,10 @@ logger = logging.getLogger("gateway.alerts")
 
 HISTORY = 20  # newest finished runs a judgement looks at
 _BULK = 500  # jobs settled per query in the bulk pass
+_SPAN = 4 * _BULK  # at most this many ids in the range one bulk query reads
 MARGIN = timedelta(minutes=2)  # app workers' clocks may lag the gateway's a little
+WIDE_EVERY = timedelta(seconds=30)  # how often a round looks back the whole MARGIN
+LAG = timedelta(seconds=5)  # what the rounds in between look back past the round before
 TERMINAL = ("success", "error", "timeout", "skipped", "canceled", "abandoned")
 
 
@@ -45,7 +50,12 @@ class AlertEvaluator:
     """Judges jobs and records alerts for one database; keeps what it judged in memory."""
 
     settings: Settings
+    # Rows changed since the watermark (LAG before the last whole round) are read again; a
+    # *wide* round, every WIDE_EVERY, looks back MARGIN, for writers whose clocks lag. So
+    # 100,000 jobs changed at once are read in four or five rounds, not in every round of
+    # those two minutes.
     watermark: datetime | None = None
+    wide_at: datetime | None = None
     # job id -> the hash of (last_run_at, updated_at) it was judged at: an int, not a tuple of
     # two datetimes (100,000 jobs: about 3 MB instead of about 18).
     judged: dict[int, int] = field(default_factory=dict)
@@ -59,62 +69,76 @@ class AlertEvaluator:
         and the next one starts where this left off.
         """
         recorded = 0
-        candidates = self._candidates(now)
+        wide = self.wide_at is None or now - self.wide_at >= WIDE_EVERY
+        candidates = self._candidates(now, wide)
         self._settle_never_run(candidates, now)
-        for job_id, last_run_at, updated_at, late_at in candidates:
+        for job_id, last_run_at, updated_at, due in candidates:
             key = hash((last_run_at, updated_at))
-            due = late_at is not None and late_at <= now
             if self.judged.get(job_id) == key and not due:
                 continue
             recorded += judge_job(job_id, self.settings, now)
             self.judged[job_id] = key
             if between is not None and between():
                 return recorded  # the watermark stays: the rest is judged next round
-        self.watermark = now - MARGIN
+        self.watermark = now - LAG
+        self.wide_at = now if wide else self.wide_at
         return recorded
 
-    def _candidates(self, now: datetime) -> list[tuple[Any, ...]]:
-        """Return (id, last_run_at, updated_at, late_at) of the jobs that may have changed:
-        tuples, not models (100,000 jobs on a first evaluation)."""
-        query = Job.select(Job.id, Job.last_run_at, Job.updated_at, Job.late_at)
-        if self.watermark is not None:  # the first evaluation judges every job once
-            query = query.where(
-                (Job.last_run_at >= self.watermark)
-                | (Job.updated_at >= self.watermark)
-                | (Job.late_at <= now)
-            )
-        rows = query.where(Job.deleted_at.is_null()).tuples()
-        return list(cast(Iterable[tuple[Any, ...]], rows))
+    def _candidates(self, now: datetime, wide: bool) -> list[tuple[Any, ...]]:
+        """Return (id, last_run_at, updated_at, late) of the jobs that may have changed:
+        tuples, not models, the two times as the stored text (only compared, never parsed:
+        100,000 jobs in the first round)."""
+        query = Job.select(
+            Job.id,
+            Job.last_run_at.cast("TEXT"),
+            Job.updated_at.cast("TEXT"),
+            fn.COALESCE(Job.late_at <= now, False),
+        ).where(Job.deleted_at.is_null())
+        if self.watermark is None:  # the first evaluation judges every job once
+            return list(cast(Iterable[tuple[Any, ...]], query.tuples()))
+        since = min(self.watermark, now - MARGIN) if wide else self.watermark
+        # Two queries, each by index: SQLite scans the table for one with all three terms.
+        changed = query.where((Job.last_run_at >= since) | (Job.updated_at >= since))
+        late = query.where(Job.late_at <= now)
+        rows = itertools.chain(changed.tuples(), late.tuples())
+        return list({row[0]: row for row in cast(Iterable[tuple[Any, ...]], rows)}.values())
 
     def _settle_never_run(self, candidates: list[tuple[Any, ...]], now: datetime) -> None:
         """Judge in bulk the jobs that never ran and that this evaluator has not judged (all
         of them after a restart): with no run and no open alert, the only verdict is when
         they will be late. Those already late are left to `judge_job`, which records it."""
-        fresh = (
-            (job_id, updated_at)
+        fresh = {
+            job_id: updated_at
             for job_id, last_run_at, updated_at, _ in candidates
             if last_run_at is None and job_id not in self.judged
-        )  # a generator, read a chunk at a time: 100,000 jobs after a restart
-        while chunk := dict(itertools.islice(fresh, _BULK)):
-            alerted = set(
-                Alert.select(Alert.job).where(Alert.job.in_(list(chunk)) & (Alert.state == "open"))
-                .tuples()
-            )  # fmt: skip
-            late_ats: dict[datetime | None, list[int]] = {}
-            moved: dict[datetime | None, list[int]] = {}
-            for job in Job.select(*_JUDGED).where(Job.id.in_(list(chunk))):
+        }
+        if not fresh:
+            return
+        open_alerts = Alert.select(Alert.job).where(Alert.state == "open").distinct().tuples()
+        alerted = {job_id for (job_id,) in cast(Iterable[tuple[int]], open_alerts)}
+        for low, high in _id_ranges(sorted(fresh)):
+            # A range of ids, not an IN list of 500 values (building that costs more than
+            # the query); rows in it that are not fresh are passed over.
+            rows = Job.select(*_JUDGED).where(
+                Job.id.between(low, high) & Job.last_run_at.is_null() & Job.deleted_at.is_null()
+            )
+            moved: list[tuple[Any, int]] = []
+            settled: list[int] = []
+            for job in rows.namedtuples():
+                if job.id not in fresh or job.id in alerted or job.id in self.judged:
+                    continue
                 late_at = rules.late_deadline(expectation(job, self.settings), None)
-                if (job.id,) in alerted or (late_at is not None and late_at <= now):
-                    continue  # judge_job decides these
-                late_ats.setdefault(late_at, []).append(job.id)
+                if late_at is not None and late_at <= now:
+                    continue  # judge_job decides it
                 if job.late_at != late_at:
-                    moved.setdefault(late_at, []).append(job.id)
-            with write_transaction():
-                for late_at, ids in moved.items():
-                    Job.update(late_at=late_at).where(Job.id.in_(ids)).execute()
-            for ids in late_ats.values():
-                for job_id in ids:
-                    self.judged[job_id] = hash((None, chunk[job_id]))
+                    moved.append((Job.late_at.db_value(late_at), job.id))
+                settled.append(job.id)
+            if moved:
+                with write_transaction():
+                    param = database.obj.param
+                    execute_many(f"UPDATE job SET late_at = {param} WHERE id = {param}", moved)
+            for job_id in settled:
+                self.judged[job_id] = hash((None, fresh[job_id]))
 
     def deliver_in_background(self, now: datetime) -> None:
         """Start a delivery round in a thread unless one is still going (a slow webhook must
@@ -147,6 +171,15 @@ def evaluate_alerts(
     recorded = evaluator.evaluate(now, between)
     evaluator.deliver_in_background(now)
     return recorded
+
+
+def _id_ranges(ids: list[int]) -> Iterator[tuple[int, int]]:
+    """Split the sorted `ids` into ranges of at most _BULK of them, each spanning < _SPAN ids."""
+    start = 0
+    for i in range(1, len(ids) + 1):
+        if i == len(ids) or i - start == _BULK or ids[i] - ids[start] >= _SPAN:
+            yield ids[start], ids[i - 1]
+            start = i
 
 
 def judge_job(job_id: int, settings: Settings, now: datetime) -> int:

@@ -59,12 +59,12 @@ class Job(BaseModel):
     max_runs = IntegerField(null=True)
     run_count = IntegerField(default=0)
     next_run_at = UTCDateTimeField(null=True, index=True)
-    last_run_at = UTCDateTimeField(null=True)
+    last_run_at = UTCDateTimeField(null=True, index=True)  # alert rounds read what changed
     last_status = CharField(max_length=12, null=True)
     consecutive_failures = IntegerField(default=0)
     source = CharField(max_length=10, default="api")  # code | config | api | ui | import
     created_at = UTCDateTimeField()
-    updated_at = UTCDateTimeField()
+    updated_at = UTCDateTimeField(index=True)
     # v2
     declared = JSONField(null=True)  # what code or config declared at the last sync
     orphaned_at = UTCDateTimeField(null=True)  # gone from code/config; kept, not deleted
