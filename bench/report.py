@@ -81,21 +81,31 @@ def _noise(r: dict[str, Any]) -> str:
 
 def idle_rows(runs: list[dict[str, Any]]) -> list[str]:
     out = [
-        "| system | code | load 100k schedules | start until working | idle CPU over 30 s | peak MB"
+        "| system | code | load 100k schedules | start until working | idle CPU over 30 s"
+        " (5 s after start; later) | peak MB"
         " / RSS MB | notes | other load | run took |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         if r["system"] == "gateway":
-            load = f"{r['load_s']} s (bulk insert_many; create_job {r.get('create_job_ms')} ms/job)"
+            load = f"{r['load_s']} s (bulk rows; create_job {r.get('create_job_ms')} ms/job)"
             notes = f"SQLite file {r.get('db_mb')} MB"
+            if sync := r.get("sync_file"):
+                fresh, again = sync["fresh"], sync["unchanged"]
+                load += (
+                    f"; jobs file: `sync` {fresh['s']} s ({fresh['peak_mb']} MB), "
+                    f"unchanged {again['s']} s"
+                )
         else:
             load = f"{r.get('add_s')} s (add_job x 100k, running scheduler)"
             notes = "MemoryJobStore"
         mem = r["memory_mb"]
+        later = ""
+        if r.get("steady_cpu_pct") is not None:
+            later = f"; {r['steady_cpu_pct']}% from {r['steady_after_s']} s"
         out.append(
             f"| {label(r)} | {code(r)} | {load} | {r['ready_s']} s | {r['idle_cpu_s']} s "
-            f"({r['idle_cpu_pct']}%) | {mem.get('VmHWM')} / {mem.get('VmRSS')} | {notes} "
+            f"({r['idle_cpu_pct']}%){later} | {mem.get('VmHWM')} / {mem.get('VmRSS')} | {notes} "
             f"| {_noise(r)} | {r['took_s']} s |"
         )
     return out

@@ -229,6 +229,7 @@ def load_gateway_jobs(scenario: Scenario, env: dict[str, str], target_url: str) 
     """
     from gateway.config import load_settings
     from gateway.schedule import Schedule
+    from gateway.store.bulk import insert_models
     from gateway.store.db import database
     from gateway.store.db import ensure_open
     from gateway.store.jobs import create_job
@@ -278,9 +279,8 @@ def load_gateway_jobs(scenario: Scenario, env: dict[str, str], target_url: str) 
                 "next_run_at": nexts[expr],
             }
         )
-    with database.atomic():
-        for k in range(0, len(rows), 500):
-            Job.insert_many(rows[k : k + 500]).execute()
+    with database.atomic():  # the store's bulk insert, the one `sync` uses for new jobs
+        insert_models([Job(**row) for row in rows])
     elapsed = time.monotonic() - started
     database.close()
     return elapsed
@@ -469,20 +469,88 @@ def start_profiler(pid: int, seconds: int, out: str) -> subprocess.Popen[bytes]:
 # -- idle ---------------------------------------------------------------------------------------
 
 
+_PEAK_AT_EXIT = (
+    "import atexit, runpy, sys; "
+    "atexit.register(lambda: sys.stderr.write(open('/proc/self/status').read())); "
+    "sys.argv[0] = 'gateway'; runpy.run_module('gateway', run_name='__main__')"
+)
+
+
+def sync_jobs_file(scenario: Scenario, work: Path) -> dict[str, Any]:
+    """Time `python -m gateway sync` of a jobs file declaring the scenario's jobs: the
+    product's path for declaring many jobs at once. On a fresh database, then again with
+    nothing changed (what the gateway does every few minutes). Returns seconds and peak MB."""
+    folder = work / "sync"
+    folder.mkdir()
+    now = datetime.now(UTC)
+    with (folder / "jobs.toml").open("w") as f:
+        for i in range(scenario.jobs):
+            name = job_name(i)
+            f.write(
+                f'[[job]]\nname = "{name}"\nurl = "http://127.0.0.1:9/t/{name}"\n'
+                f'schedule = "{cron_expr(scenario, i, now)}"\n\n'
+            )
+    env = gateway_env(folder, "http://127.0.0.1:9", 1, 1)  # no app: its manifest is an error
+    env["GATEWAY_DATABASE_URL"] = f"sqlite:///{folder / 'gateway.db'}"
+    env["GATEWAY_JOBS_FILE"] = str(folder / "jobs.toml")
+    result: dict[str, Any] = {}
+    for label in ("fresh", "unchanged"):
+        started = time.monotonic()
+        # The child prints its own VmHWM at exit: a child's ru_maxrss would include the
+        # RSS this process had when it forked.
+        proc = subprocess.run(
+            [sys.executable, "-c", _PEAK_AT_EXIT, "sync", "--json"],
+            env=env,
+            capture_output=True,
+            check=False,
+        )
+        report = json.loads(proc.stdout)
+        peak = [ln for ln in proc.stderr.decode().splitlines() if ln.startswith("VmHWM:")]
+        result[label] = {
+            "s": round(time.monotonic() - started, 2),
+            "peak_mb": round(int(peak[0].split()[1]) / 1024, 1) if peak else None,
+            "created": len(report["created"]),
+            "unchanged": len(report["unchanged"]),
+        }
+    return result
+
+
 def run_idle(scenario: Scenario, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     target = Target(args.port)
     try:
         system, info = start_system(args.system, scenario, work, target, args)
+        started = time.time()
         time.sleep(5)  # settle: the first rounds after start are not idle
         cpu0, busy0 = cpu_seconds(system.proc.pid), machine_busy()
+        profiler = None
+        if args.profile:
+            profiler = start_profiler(system.proc.pid, args.idle_seconds, args.profile)
         time.sleep(args.idle_seconds)
+        if profiler is not None:
+            profiler.wait()
         cpu = cpu_seconds(system.proc.pid) - cpu0
         others = machine_busy() - busy0 - cpu
+        steady = None
+        if args.steady_after:  # again, once the alert rounds' 2-minute look-back has passed
+            sleep_until(started + args.steady_after)
+            cpu1 = cpu_seconds(system.proc.pid)
+            if args.profile:
+                profiler = start_profiler(
+                    system.proc.pid, args.idle_seconds, args.profile + ".later"
+                )
+            time.sleep(args.idle_seconds)
+            if profiler is not None:
+                profiler.wait()
+            steady = cpu_seconds(system.proc.pid) - cpu1
         result = info | {
             "jobs": scenario.jobs,
             "idle_seconds": args.idle_seconds,
             "idle_cpu_s": round(cpu, 3),
             "idle_cpu_pct": round(100 * cpu / args.idle_seconds, 2),
+            "steady_after_s": args.steady_after,
+            "steady_cpu_pct": None
+            if steady is None
+            else round(100 * steady / args.idle_seconds, 2),
             "memory_mb": memory_mb(system.proc.pid),
             "calls_while_idle": target.count(),
             "noise": {
@@ -493,6 +561,8 @@ def run_idle(scenario: Scenario, args: argparse.Namespace, work: Path) -> dict[s
         if args.system == "gateway":
             result["db_mb"] = round((work / "gateway.db").stat().st_size / 2**20, 1)
         system.stop()
+        if args.system == "gateway":
+            result["sync_file"] = sync_jobs_file(scenario, work)
         return result
     finally:
         target.close()
@@ -633,6 +703,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=32, help="gateway_workers")
     parser.add_argument("--per-host", type=int, default=256, help="gateway_per_host")
     parser.add_argument("--idle-seconds", type=int, default=30)
+    parser.add_argument(
+        "--steady-after", type=int, default=180, help="idle: measure again this long after start"
+    )
     parser.add_argument("--port", type=int, default=18080)
     parser.add_argument("--profile", default=None, help="py-spy raw output file (window)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")

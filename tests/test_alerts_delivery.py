@@ -343,3 +343,15 @@ def test_a_change_stamped_by_a_lagging_clock_is_judged_by_the_next_wide_round(
     assert judged == [prompt.id, late.id]
     opened = {(a.job_id, a.kind) for a in Alert.select().where(Alert.state == "open")}
     assert opened == {(prompt.id, "failure"), (late.id, "failure")}
+
+
+def test_judged_keys_are_kept_by_id_in_an_array_that_grows() -> None:
+    from gateway.alerts.evaluate import KeysById
+
+    keys = KeysById()
+    assert keys.get(5) is None and 5 not in keys
+    keys[5] = -7
+    keys[100_000] = 2**63 - 1  # a hash is any signed 64-bit int
+    keys[3] = 0  # 0 marks "not judged": a key of 0 is kept as 1, still judged
+    assert (keys.get(5), keys.get(100_000), keys.get(3)) == (-7, 2**63 - 1, 1)
+    assert 3 in keys and 4 not in keys and keys.get(10**6) is None

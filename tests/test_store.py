@@ -195,6 +195,7 @@ def test_an_old_database_is_migrated_in_place_keeping_its_rows(db: str, clock: F
     migrate(migrator.drop_index("job", "job_late_at"))
     migrate(migrator.drop_index("job", "job_last_run_at"))
     migrate(migrator.drop_index("job", "job_updated_at"))
+    migrate(migrator.drop_index("job", "job_paused_until"))
     database.obj.execute_sql("DROP TABLE alert")
     migrate(
         *(
@@ -241,7 +242,7 @@ def test_an_old_database_is_migrated_in_place_keeping_its_rows(db: str, clock: F
     assert (job.watch_only, job.expect_every, job.grace, job.late_at) == (False, None, None, None)
     assert database.obj.table_exists("alert")
     indexes = {i.name for i in database.obj.get_indexes("job")}
-    assert {"job_late_at", "job_last_run_at", "job_updated_at"} <= indexes
+    assert {"job_late_at", "job_last_run_at", "job_updated_at", "job_paused_until"} <= indexes
     assert ensure_schema(database.obj) == LATEST
 
 

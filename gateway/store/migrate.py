@@ -72,11 +72,12 @@ def _v4_alerts(db: Database) -> None:
     db.create_tables([Alert], safe=True)
 
 
-def _v5_change_indexes(db: Database) -> None:
-    """Alert rounds read the jobs changed since a moment: by index, not a scan of every job."""
+def _v5_round_indexes(db: Database) -> None:
+    """What the gateway's rounds read of 100,000 idle jobs, by index, not by a scan of every
+    job: those changed since a moment (alerts), those whose pause ends (resume_due)."""
     migrator = SchemaMigrator.from_database(db)
     present = {i.name for i in db.get_indexes("job")}
-    for column in ("last_run_at", "updated_at"):
+    for column in ("last_run_at", "updated_at", "paused_until"):
         if f"job_{column}" not in present:
             migrate(migrator.add_index("job", (column,), name=f"job_{column}"))
 
@@ -88,7 +89,7 @@ STEPS: list[tuple[int, str, Callable[[Database], None]]] = [
     (2, "gateway: job sync and pause fields, run due_at", _v2_gateway),
     (3, "signed calls per job; fleet pauses with an end time and a fate", _v3_fleet_and_signing),
     (4, "alerts: per-job expectations and bounds, watch-only jobs, alert table", _v4_alerts),
-    (5, "indexes on job.last_run_at and job.updated_at", _v5_change_indexes),
+    (5, "indexes on job.last_run_at, job.updated_at and job.paused_until", _v5_round_indexes),
 ]
 LATEST = STEPS[-1][0]
 

@@ -73,7 +73,7 @@ class Job(BaseModel):
     auto_pause_after = IntegerField(null=True)  # consecutive failures; None: never
     # v3
     signed = BooleanField(default=True)  # the gateway sends X-Cron-Signature to this target
-    paused_until = UTCDateTimeField(null=True)  # a fleet pause that ends by itself
+    paused_until = UTCDateTimeField(null=True, index=True)  # a fleet pause that ends by itself
     pause_fate = CharField(max_length=10, null=True)  # slots while paused: missed | once
     # v4: alerts. A watch-only job is never called by the gateway (system cron or EventBridge
     # calls it); its schedule or `expect_every` only says when a success is expected.
