@@ -87,6 +87,13 @@ def misfire_policy(job: Job) -> MisfirePolicy:
     )
 
 
+def _any(query: Any) -> bool:
+    """Return True if `query` has a row: read outside a write transaction, so an idle gateway
+    (it looks twice a second) takes no write lock when nothing is due. A row that comes just
+    after is seen on the next wake."""
+    return query.limit(1).scalar() is not None
+
+
 def claim_due_slots(now: datetime, *, ahead: timedelta = timedelta(0), limit: int = 200) -> int:
     """Plan every job whose next slot is due, or comes within `ahead`: insert its queued and
     missed runs and advance `next_run_at`, in one transaction. Return how many jobs were
@@ -97,19 +104,17 @@ def claim_due_slots(now: datetime, *, ahead: timedelta = timedelta(0), limit: in
     definition (it is planned at its own time); it is a queued run like any other, so a crash
     before it is due loses nothing (another gateway, or this one restarted, sends it).
     """
+    due = (
+        Job.enabled
+        & ~Job.watch_only  # watched for alerts only: someone else calls it
+        & Job.deleted_at.is_null()
+        & Job.orphaned_at.is_null()
+        & (Job.next_run_at <= now + ahead)
+    )
+    if not _any(Job.select(Job.id).where(due)):
+        return 0
     with write_transaction():
-        query = (
-            Job.select()
-            .where(
-                Job.enabled
-                & ~Job.watch_only  # watched for alerts only: someone else calls it
-                & Job.deleted_at.is_null()
-                & Job.orphaned_at.is_null()
-                & (Job.next_run_at <= now + ahead)
-            )
-            .order_by(Job.next_run_at)
-            .limit(limit)
-        )
+        query = Job.select().where(due).order_by(Job.next_run_at).limit(limit)
         jobs = list(_locked(query))
         rows: list[dict[str, Any]] = []
         # Jobs advanced alike (a burst of same-second jobs) are moved by one UPDATE.
@@ -212,11 +217,14 @@ def take_due_runs(
     gateway's writer is behind, say after a database outage); they are not "going" for the
     overlap policy.
     """
+    due = (Run.status == "queued") & (Run.due_at <= now)
+    if not _any(Run.select(Run.id).where(due)):
+        return []
     with write_transaction():
         query = (
             Run.select(*_TAKEN_RUN, *_TAKEN_JOB)
             .join(Job)
-            .where((Run.status == "queued") & (Run.due_at <= now))
+            .where(due)
             .order_by(Run.due_at, Run.id)
             .limit(limit)
         )
