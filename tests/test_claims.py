@@ -66,6 +66,21 @@ def test_a_due_slot_becomes_one_queued_run_and_next_run_at_moves(db: str, clock:
     assert job.next_run_at == clock.now() + timedelta(seconds=1) and job.run_count == 1
 
 
+def test_a_slot_claimed_again_from_a_stale_view_adds_no_second_run(
+    db: str, clock: FakeClock
+) -> None:
+    job = make_job(clock)
+    slot = clock.advance(seconds=1)
+    assert claims.claim_due_slots(clock.now()) == 1
+    queued = Run.get(Run.job == job.id)
+    # A claimer that read next_run_at before the first one moved it (the unique key on
+    # (job, scheduled_for, attempt) is the last line of defence): no duplicate, no error.
+    Job.update(next_run_at=slot).where(Job.id == job.id).execute()
+    assert claims.claim_due_slots(clock.now()) == 1
+    assert [(r.id, r.execution_id) for r in Run.select()] == [(queued.id, queued.execution_id)]
+    assert statuses(job) == [("queued", "09:00:01")]
+
+
 AHEAD = timedelta(seconds=1)
 
 

@@ -1,5 +1,6 @@
 """Raw statements run for many rows at once (executemany), where peewee's query builder would
-cost more than the database: it renders one insert of 49 columns in about 0.1 ms of CPU."""
+cost more than the database: it renders one insert of 49 columns in about 0.1 ms of CPU, and
+a multi-row insert of 1,000 run rows in about 30 ms."""
 
 from __future__ import annotations
 
@@ -20,29 +21,42 @@ def execute_many(sql: str, rows: Iterable[Sequence[Any]]) -> None:
         database.cursor().executemany(sql, rows)
 
 
-def insert_models(instances: Sequence[peewee.Model]) -> None:
-    """Insert unsaved instances of one model, each column as `save()` would write it: the
-    fields any of them set (a column none sets keeps its database default).
-
-    Their ids are not read back: callers that need them select by a unique column.
-    """
-    if not instances:
+def insert_rows(
+    model: type[peewee.Model], rows: Sequence[dict[str, Any]], *, skip_duplicates: bool = False
+) -> None:
+    """Insert `rows` (field name -> value; every row has the first row's keys), each value
+    converted as peewee converts it. With `skip_duplicates`, a row that would break a unique
+    key is left out (ON CONFLICT DO NOTHING: SQLite and PostgreSQL; other constraints still
+    raise). Ids are not read back: callers that need them select by a unique key."""
+    if not rows:
         return
-    meta = type(instances[0])._meta
-    given = set().union(*(instance.__data__ for instance in instances))
-    fields = [
-        f for f in meta.sorted_fields if f.name in given and not isinstance(f, peewee.AutoField)
-    ]
+    meta = model._meta
+    names = list(rows[0])
+    fields = [meta.fields[name] for name in names]
     param = database.obj.param
     sql = (
         f"INSERT INTO {meta.table_name} ({', '.join(f.column_name for f in fields)}) "
         f"VALUES ({', '.join(param for _ in fields)})"
+        + (" ON CONFLICT DO NOTHING" if skip_duplicates else "")
     )
-    for start in range(0, len(instances), _CHUNK):
+    pairs = list(zip(fields, names, strict=True))
+    for start in range(0, len(rows), _CHUNK):
         execute_many(
             sql,
-            (
-                [f.db_value(instance.__data__.get(f.name)) for f in fields]
-                for instance in instances[start : start + _CHUNK]
-            ),
+            ([f.db_value(row[n]) for f, n in pairs] for row in rows[start : start + _CHUNK]),
         )
+
+
+def insert_models(instances: Sequence[peewee.Model]) -> None:
+    """Insert unsaved instances of one model, each column as `save()` would write it: the
+    fields any of them set (a column none sets keeps its database default)."""
+    if not instances:
+        return
+    model = type(instances[0])
+    given = set().union(*(instance.__data__ for instance in instances))
+    names = [
+        f.name
+        for f in model._meta.sorted_fields
+        if f.name in given and not isinstance(f, peewee.AutoField)
+    ]
+    insert_rows(model, [{n: i.__data__.get(n) for n in names} for i in instances])

@@ -30,6 +30,7 @@ from gateway.scheduler.planner import plan_due
 from gateway.scheduler.policy import MisfireMode
 from gateway.scheduler.policy import MisfirePolicy
 from gateway.scheduler.policy import OverlapMode
+from gateway.store.bulk import insert_rows
 from gateway.store.db import is_sqlite
 from gateway.store.db import write_transaction
 from gateway.store.models import Gateway
@@ -44,7 +45,6 @@ from gateway.store.runs import new_execution_id
 logger = logging.getLogger("gateway.claims")
 
 ABANDONED_BY_GATEWAY = "the gateway that sent this run stopped before recording its end"
-_INSERT_CHUNK = 80  # rows of 12 columns: under 999 parameters, the cap of SQLite before 3.32
 
 
 @dataclass(frozen=True)
@@ -155,8 +155,7 @@ def insert_plan(job: Job, plan: Plan, now: datetime) -> None:
 
 def _insert_runs(rows: list[dict[str, Any]]) -> None:
     # The unique (job, scheduled_for, attempt) key makes a second claim of a slot a no-op.
-    for i in range(0, len(rows), _INSERT_CHUNK):
-        Run.insert_many(rows[i : i + _INSERT_CHUNK]).on_conflict_ignore().execute()
+    insert_rows(Run, rows, skip_duplicates=True)
 
 
 def plan_rows(job: Job, plan: Plan, now: datetime) -> list[dict[str, Any]]:
@@ -180,7 +179,7 @@ def plan_rows(job: Job, plan: Plan, now: datetime) -> list[dict[str, Any]]:
 
 
 def _row(job: Job, slot: datetime, status: str, now: datetime) -> dict[str, Any]:
-    # Every row has every key: insert_many takes its columns from the first row.
+    # Every row has every key: insert_rows takes its columns from the first row.
     return {
         "execution_id": new_execution_id(),
         "job": job.id,
