@@ -4,6 +4,7 @@ a multi-row insert of 1,000 run rows in about 30 ms."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from collections.abc import Iterable
 from collections.abc import Sequence
 from typing import Any
@@ -60,3 +61,12 @@ def insert_models(instances: Sequence[peewee.Model]) -> None:
         if f.name in given and not isinstance(f, peewee.AutoField)
     ]
     insert_rows(model, [{n: i.__data__.get(n) for n in names} for i in instances])
+
+
+def id_in(field: peewee.Field, ids: Collection[int]) -> peewee.Node:
+    """`field IN (ids)`, its placeholders rendered at once: peewee renders an IN list value by
+    value, about 10 µs each (a burst updates thousands of rows by id)."""
+    if not ids:
+        return peewee.SQL("1 = 0")  # what peewee renders for an empty IN list
+    param = database.obj.param
+    return peewee.NodeList((field, peewee.SQL(f"IN ({', '.join(param for _ in ids)})", ids)))
