@@ -511,6 +511,8 @@ def sync_jobs_file(scenario: Scenario, work: Path) -> dict[str, Any]:
             capture_output=True,
             check=False,
         )
+        if not proc.stdout.strip():  # exit 1 is expected (no app to read); no report is not
+            raise SystemExit(f"sync printed no report: {proc.stderr.decode()[-2000:]}")
         report = json.loads(proc.stdout)
         peak = [ln for ln in proc.stderr.decode().splitlines() if ln.startswith("VmHWM:")]
         result[label] = {
@@ -537,10 +539,10 @@ def run_idle(scenario: Scenario, args: argparse.Namespace, work: Path) -> dict[s
             profiler.wait()
         cpu = cpu_seconds(system.proc.pid) - cpu0
         others = machine_busy() - busy0 - cpu
-        steady = None
+        steady = steady_others = None
         if args.steady_after:  # again, once the alert rounds' 2-minute look-back has passed
             sleep_until(started + args.steady_after)
-            cpu1 = cpu_seconds(system.proc.pid)
+            cpu1, busy1 = cpu_seconds(system.proc.pid), machine_busy()
             if args.profile:
                 profiler = start_profiler(
                     system.proc.pid, args.idle_seconds, args.profile + ".later"
@@ -549,6 +551,7 @@ def run_idle(scenario: Scenario, args: argparse.Namespace, work: Path) -> dict[s
             if profiler is not None:
                 profiler.wait()
             steady = cpu_seconds(system.proc.pid) - cpu1
+            steady_others = machine_busy() - busy1 - steady
         result = info | {
             "jobs": scenario.jobs,
             "idle_seconds": args.idle_seconds,
@@ -558,6 +561,9 @@ def run_idle(scenario: Scenario, args: argparse.Namespace, work: Path) -> dict[s
             "steady_cpu_pct": None
             if steady is None
             else round(100 * steady / args.idle_seconds, 2),
+            "steady_other_cpu_pct": None
+            if steady_others is None
+            else round(100 * steady_others / args.idle_seconds / (os.cpu_count() or 1)),
             "memory_mb": memory_mb(system.proc.pid),
             "calls_while_idle": target.count(),
             "noise": {

@@ -144,7 +144,12 @@ def cached_schedule(expr: str, tz: str, name: str | None) -> Schedule:
     Schedule: ten thousand jobs on sixty expressions make sixty entries, not a cache that
     thrashes. Raises InvalidSchedule as Schedule does.
     """
-    return _cached(expr, tz, name if "h" in expr.lower() else None)
+    return _cached(expr, tz, _hashed_name(expr, name))
+
+
+def _hashed_name(expr: str, name: str | None) -> str | None:
+    """The name where it matters (an `H` field), else None: one cache entry per expression."""
+    return name if "h" in expr.lower() else None
 
 
 @lru_cache(maxsize=4096)
@@ -156,7 +161,7 @@ def cached_next_time(expr: str, tz: str, name: str | None, after: datetime) -> d
     """Return the first fire time strictly after the aware `after`, or None if the calendar
     ends first; remembered per (schedule, after), so a sync that gives 100,000 jobs on sixty
     expressions their first slot computes sixty (croniter: about 0.1 ms each)."""
-    return _next_cached(expr, tz, name if "h" in expr.lower() else None, after)
+    return _next_cached(expr, tz, _hashed_name(expr, name), after)
 
 
 @lru_cache(maxsize=4096)

@@ -20,6 +20,7 @@ from gateway.errors import GatewayError
 from gateway.errors import ValidationError
 from gateway.jobspec import FIELDS
 from gateway.jobspec import validate_job
+from gateway.store.bulk import in_list
 from gateway.store.bulk import insert_models
 from gateway.store.db import write_transaction
 from gateway.store.jobs import next_run_at_for
@@ -30,7 +31,7 @@ MANIFEST_TIMEOUT_S = 10.0
 MAX_MANIFEST_BYTES = 5 * 1024 * 1024
 SYNCED_SOURCES = ("code", "config")
 _SCHEDULING = {"schedule", "tz", "enabled", "max_runs"}
-_CHUNK = 1000  # jobs read, inserted or orphaned per statement
+_CHUNK = 900  # jobs read, inserted or orphaned per statement (SQLite < 3.32: 999 variables)
 
 
 @dataclass
@@ -95,8 +96,13 @@ def sync_jobs(
         if session is None:
             own.close()
     declared.update(configured)  # the operator's file overrides what code declares
+    # Which jobs are as declared already is read before taking the write lock: 100,000 of
+    # them take seconds to compare, and SQLite's writers (the app's endpoints, the gateway's
+    # claims) would wait that long. What could change a verdict meanwhile is another sync,
+    # whose file then wins until the next one.
+    settled = _settled(declared)
     with write_transaction():
-        _apply(declared, now, report)
+        _apply(declared, settled, now, report)
         _orphan(declared, keep, failed, settings, now, report)
     return report
 
@@ -207,13 +213,14 @@ def _with_defaults(values: Mapping[str, Any]) -> dict[str, Any]:
     return {**_defaults(), **values}
 
 
-def _apply(declared: Mapping[str, Declaration], now: datetime, report: SyncReport) -> None:
+def _apply(
+    declared: Mapping[str, Declaration], settled: set[str], now: datetime, report: SyncReport
+) -> None:
     names = sorted(declared)
     for start in range(0, len(names), _CHUNK):  # bounded memory for a file of 100,000 jobs
         chunk = names[start : start + _CHUNK]
-        stored, settled = _stored(chunk, declared)
-        rest = sorted(stored - settled)
-        existing = {j.name: j for j in Job.select().where(Job.name.in_(rest))} if rest else {}
+        rest = [name for name in chunk if name not in settled]
+        existing = {j.name: j for j in Job.select().where(in_list(Job.name, rest))} if rest else {}
         new: list[Job] = []
         for name in chunk:
             decl, job = declared[name], existing.get(name)
@@ -239,28 +246,27 @@ def _apply(declared: Mapping[str, Declaration], now: datetime, report: SyncRepor
         insert_models(new)  # one executemany, not a save() each
 
 
-def _stored(names: list[str], declared: Mapping[str, Declaration]) -> tuple[set[str], set[str]]:
-    """Return the names that have a row, and among them those `_update` would leave as they
-    are: synced last from this very declaration (the stored JSON text is equal), from the same
-    source, not orphaned, and not waiting for a first slot. Read as text, not as models: a
-    resync of 100,000 jobs."""
-    query = Job.select(
-        Job.name,
-        Job.source,
-        Job.declared.cast("TEXT"),
-        Job.orphaned_at.is_null(),
-        Job.enabled & Job.next_run_at.is_null(),
-    ).where(Job.name.in_(names))
-    stored: set[str] = set()
+def _settled(declared: Mapping[str, Declaration]) -> set[str]:
+    """Return the names whose row `_update` would leave as it is: synced last from this very
+    declaration (the stored JSON text is equal), from the same source, not orphaned, and not
+    waiting for a first slot. Read as text, not as models: a resync of 100,000 jobs."""
+    names = sorted(declared)
     settled: set[str] = set()
-    rows = cast(Iterable[tuple[str, str, str | None, bool, bool]], query.tuples())
-    for name, source, text, linked, unslotted in rows:
-        stored.add(name)
-        decl = declared[name]
-        if source == decl.source and linked and not unslotted:
-            if text == Job.declared.db_value(decl.values):
-                settled.add(name)
-    return stored, settled
+    for start in range(0, len(names), _CHUNK):
+        query = Job.select(
+            Job.name,
+            Job.source,
+            Job.declared.cast("TEXT"),
+            Job.orphaned_at.is_null(),
+            Job.enabled & Job.next_run_at.is_null(),
+        ).where(in_list(Job.name, names[start : start + _CHUNK]))
+        rows = cast(Iterable[tuple[str, str, str | None, bool, bool]], query.tuples())
+        for name, source, text, linked, unslotted in rows:
+            decl = declared[name]
+            if source == decl.source and linked and not unslotted:
+                if text == Job.declared.db_value(decl.values):
+                    settled.add(name)
+    return settled
 
 
 def _assign(job: Job, values: Mapping[str, Any]) -> None:

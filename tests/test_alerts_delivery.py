@@ -355,3 +355,43 @@ def test_judged_keys_are_kept_by_id_in_an_array_that_grows() -> None:
     keys[3] = 0  # 0 marks "not judged": a key of 0 is kept as 1, still judged
     assert (keys.get(5), keys.get(100_000), keys.get(3)) == (-7, 2**63 - 1, 1)
     assert 3 in keys and 4 not in keys and keys.get(10**6) is None
+    keys[10**9] = 9  # far past the array (a sequence that jumped): no 8 GB array for it
+    assert keys.get(10**9) == 9 and len(keys._keys) < 10**6
+
+
+@pytest.mark.parametrize(
+    ("ids", "ranges"),
+    [
+        ([], []),
+        ([7], [(7, 7)]),
+        (list(range(1, 1201)), [(1, 500), (501, 1000), (1001, 1200)]),  # at most 500 a range
+        ([1, 2, 3, 5000, 5001, 9000], [(1, 3), (5000, 5001), (9000, 9000)]),  # gaps >= 2,000
+        ([10, 2009, 2010], [(10, 2009), (2010, 2010)]),  # a range spans less than 2,000 ids
+    ],
+)
+def test_never_run_jobs_are_read_in_ranges_of_ids(ids: list[int], ranges: list[Any]) -> None:
+    from array import array
+
+    from gateway.alerts.evaluate import _id_ranges
+
+    assert list(_id_ranges(array("q", ids))) == ranges
+
+
+@pytest.mark.parametrize("gap", [22, 200], ids=["next-wide-round", "after-a-long-stall"])
+def test_a_change_lagging_almost_the_whole_margin_is_still_judged(
+    settings: Settings, clock: FakeClock, gap: int
+) -> None:
+    from gateway.store import runs
+
+    made = clock.now() - timedelta(hours=1)
+    job = Job.create(
+        name="late", url="/crons/late", schedule="0 3 * * *", created_at=made, updated_at=made
+    )
+    evaluator = AlertEvaluator(settings)
+    evaluator.evaluate(clock.now())  # wide
+    # Visible 10 s after that round, stamped by a clock 110 s behind (the margin is 120 s).
+    stamped = clock.advance(seconds=10) - timedelta(seconds=110)
+    run = runs.start_run(job, runs.Origin(), "cron", None, stamped)
+    runs.finish_run(run.id, "error", stamped, duration_ms=5, error="boom")
+    evaluator.evaluate(clock.advance(seconds=gap))  # 32 s or 210 s after the wide round
+    assert [(a.job_id, a.kind) for a in Alert.select()] == [(job.id, "failure")]

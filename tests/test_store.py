@@ -321,13 +321,13 @@ def test_job_ref_reads_a_job_once_per_database(
 
 
 def test_bulk_helpers_match_what_peewee_would_do(db: str, clock: FakeClock) -> None:
-    from gateway.store.bulk import id_in
+    from gateway.store.bulk import in_list
     from gateway.store.bulk import insert_rows
 
     a, b, c = (_job(clock, name) for name in ("a", "b", "c"))
-    assert {j.name for j in Job.select().where(id_in(Job.id, [a.id, c.id]))} == {"a", "c"}
-    assert list(Job.select().where(id_in(Job.id, []))) == []
-    Job.update(title="x").where(id_in(Job.id, [b.id]) & (Job.name == "b")).execute()
+    assert {j.name for j in Job.select().where(in_list(Job.id, [a.id, c.id]))} == {"a", "c"}
+    assert list(Job.select().where(in_list(Job.id, []))) == []
+    Job.update(title="x").where(in_list(Job.id, [b.id]) & (Job.name == "b")).execute()
     assert [j.title for j in Job.select().order_by(Job.id)] == ["", "x", ""]
     row = {"job": a.id, "execution_id": "e1", "trigger": "manual", "status": "queued",
            "attempt": 1, "scheduled_for": clock.now(), "queued_at": clock.now()}  # fmt: skip

@@ -397,8 +397,10 @@ def _file_of(count: int, **override: str) -> str:
 
 
 def test_a_file_of_thousands_syncs_in_chunks_like_one_job_at_a_time(
-    live: Settings, clock: FakeClock
+    live: Settings, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from gateway import sync as sync_module
+
     # 2,500 jobs: three chunks of the bulk insert and of the resync's read.
     Path(live.jobs_file).write_text(_file_of(2500))
     report = sync(live, clock)
@@ -418,7 +420,14 @@ def test_a_file_of_thousands_syncs_in_chunks_like_one_job_at_a_time(
     sync(live, clock)  # the other jobs come back from orphaned
     jobs.pause_job("bulk00002", clock.now(), note="held")  # not enabled, no next slot: settled
     before = snapshot()
+    loaded: list[str] = []
+    real_update = sync_module._update
+    monkeypatch.setattr(
+        sync_module, "_update", lambda job, *a: loaded.append(job.name) or real_update(job, *a)
+    )
     report = sync(live, clock, minutes=1)
+    assert loaded == ["adhoc"]  # no schedule, so no next slot: read to be sure; not the 2,502
+    monkeypatch.undo()
     assert len(report.unchanged) == 2503 and not (report.updated or report.created)
     assert snapshot() == before
 

@@ -46,29 +46,41 @@ LAG = timedelta(seconds=5)  # what the rounds in between look back past the roun
 TERMINAL = ("success", "error", "timeout", "skipped", "canceled", "abandoned")
 
 
+_UNJUDGED = 0  # an array slot nobody set
+
+
 class KeysById:
     """Job id -> an int key (what a job was judged at), in an array of 8-byte ints indexed by
-    id (ids are dense): 100,000 jobs in 0.8 MB, where a dict of ints takes about 10."""
+    id: 100,000 jobs in 0.8 MB, where a dict of ints takes about 10. Ids are dense; one far
+    past the array (a sequence that jumped) goes to a dict instead of growing it to its size."""
+
+    _SLACK = 1 << 16  # ids this far past twice the array's length still grow it
 
     def __init__(self) -> None:
         self._keys = array("q")
+        self._sparse: dict[int, int] = {}
 
     def get(self, job_id: int) -> int | None:
-        if job_id < len(self._keys) and (key := self._keys[job_id]) != _UNJUDGED:
-            return key
-        return None
+        if job_id < len(self._keys):
+            key = self._keys[job_id]
+            return None if key == _UNJUDGED else key
+        return self._sparse.get(job_id)
 
     def __contains__(self, job_id: int) -> bool:
         return self.get(job_id) is not None
 
     def __setitem__(self, job_id: int, key: int) -> None:
-        if job_id >= len(self._keys):
-            grow = max(job_id + 1, 2 * len(self._keys)) - len(self._keys)
+        key = key if key != _UNJUDGED else _UNJUDGED + 1
+        size = len(self._keys)
+        if job_id >= size and job_id < 2 * size + self._SLACK:
+            grow = max(job_id + 1, 2 * size) - size
             self._keys.frombytes(bytes(grow * self._keys.itemsize))  # zeros: _UNJUDGED
-        self._keys[job_id] = key if key != _UNJUDGED else _UNJUDGED + 1
-
-
-_UNJUDGED = 0
+            for moved in [i for i in self._sparse if i < len(self._keys)]:
+                self._keys[moved] = self._sparse.pop(moved)
+        if job_id < len(self._keys):
+            self._keys[job_id] = key
+        else:
+            self._sparse[job_id] = key
 
 
 @dataclass
@@ -77,13 +89,16 @@ class AlertEvaluator:
 
     settings: Settings
     # Rows changed since the watermark (LAG before the last whole round) are read again; a
-    # *wide* round, every WIDE_EVERY, looks back MARGIN, for writers whose clocks lag. So
-    # 100,000 jobs changed at once are read in four or five rounds, not in every round of
-    # those two minutes.
+    # *wide* round, every WIDE_EVERY, also reads those changed since `wide_since`: MARGIN
+    # before the last whole wide round, for writers whose clocks lag. A row that becomes
+    # visible after a wide round with a stamp at most MARGIN old is newer than `wide_since`,
+    # so the next wide round reads it, however long the rounds take. 100,000 jobs changed at
+    # once are read in five or six rounds, not in every round of those two minutes.
     watermark: datetime | None = None
     wide_at: datetime | None = None
+    wide_since: datetime | None = None
     # job id -> the hash of (last_run_at, updated_at) it was judged at.
-    judged: KeysById = field(default_factory=lambda: KeysById())
+    judged: KeysById = field(default_factory=KeysById)
     _delivery: threading.Thread | None = None
 
     def evaluate(self, now: datetime, between: Callable[[], bool] | None = None) -> int:
@@ -112,7 +127,8 @@ class AlertEvaluator:
             if between is not None and between():
                 return recorded  # the watermark stays: the rest is judged next round
         self.watermark = now - LAG
-        self.wide_at = now if wide else self.wide_at
+        if wide:
+            self.wide_at, self.wide_since = now, now - MARGIN
         return recorded
 
     def _candidates(self, now: datetime, wide: bool) -> Iterator[tuple[Any, ...]]:
@@ -128,7 +144,7 @@ class AlertEvaluator:
         if self.watermark is None:  # the first evaluation judges every job once
             yield from cast(Iterable[tuple[Any, ...]], query.tuples().iterator())
             return
-        since = min(self.watermark, now - MARGIN) if wide else self.watermark
+        since = min(self.watermark, self.wide_since or self.watermark) if wide else self.watermark
         # Two queries, each by index: SQLite scans the table for one with all three terms.
         late = list(cast(Iterable[tuple[Any, ...]], query.where(Job.late_at <= now).tuples()))
         yield from late
@@ -148,7 +164,10 @@ class AlertEvaluator:
         open_alerts = Alert.select(Alert.job).where(Alert.state == "open").distinct().tuples()
         alerted = {job_id for (job_id,) in cast(Iterable[tuple[int]], open_alerts)}
         param = database.obj.param
-        move = f"UPDATE {Job._meta.table_name} SET late_at = {param} WHERE id = {param}"
+        move = (  # still never run: another gateway's judgement after a first run stands
+            f"UPDATE {Job._meta.table_name} SET late_at = {param} "
+            f"WHERE id = {param} AND last_run_at IS NULL"
+        )
         ordered = all(a < b for a, b in pairwise(ids))  # a first round reads by id
         for low, high in _id_ranges(ids if ordered else array("q", sorted(ids))):
             # A range of ids, not an IN list of 500 values (building that costs more than

@@ -30,7 +30,7 @@ from gateway.scheduler.planner import plan_due
 from gateway.scheduler.policy import MisfireMode
 from gateway.scheduler.policy import MisfirePolicy
 from gateway.scheduler.policy import OverlapMode
-from gateway.store.bulk import id_in
+from gateway.store.bulk import in_list
 from gateway.store.bulk import insert_rows
 from gateway.store.db import is_sqlite
 from gateway.store.db import write_transaction
@@ -128,7 +128,7 @@ def claim_due_slots(now: datetime, *, ahead: timedelta = timedelta(0), limit: in
         _insert_runs(rows)
         for (next_run_at, runs), ids in advances.items():
             Job.update(next_run_at=next_run_at, run_count=Job.run_count + runs).where(
-                id_in(Job.id, ids)
+                in_list(Job.id, ids)
             ).execute()
     return len(jobs)
 
@@ -244,7 +244,7 @@ def take_due_runs(
                 active.setdefault(run.job_id, []).append(run)
         if sent:
             Run.update(status="dispatched", dispatched_at=now, gateway=gateway).where(
-                id_in(Run.id, list(sent)) & (Run.status == "queued")
+                in_list(Run.id, list(sent)) & (Run.status == "queued")
             ).execute()
     return list(sent.values())
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from gateway.scheduler.planner import should_auto_pause
 from gateway.store.bulk import execute_many
-from gateway.store.bulk import id_in
+from gateway.store.bulk import in_list
 from gateway.store.db import database
 from gateway.store.db import is_sqlite
 from gateway.store.db import write_transaction
@@ -88,7 +88,7 @@ def record_plain_successes(batch: list[tuple[int, Seen]], now: datetime) -> set[
         return set()
     with write_transaction():
         query = Run.select(Run.id, Run.job).where(
-            id_in(Run.id, list(plain)) & (Run.status == "dispatched")
+            in_list(Run.id, list(plain)) & (Run.status == "dispatched")
         )
         if not is_sqlite():
             query = query.order_by(Run.id).for_update()
@@ -122,7 +122,7 @@ def record_plain_successes(batch: list[tuple[int, Seen]], now: datetime) -> set[
         ]
         execute_many(sql, rows)
         Job.update(last_run_at=now, last_status="success", consecutive_failures=0).where(
-            id_in(Job.id, sorted(set(found.values())))
+            in_list(Job.id, sorted(set(found.values())))
         ).execute()
     return set(found)
 
