@@ -320,7 +320,7 @@ def _orphan(
         report.orphaned.append(name)
     for start in range(0, len(gone), _CHUNK):
         Job.update(orphaned_at=now, next_run_at=None, updated_at=now).where(
-            Job.id.in_(gone[start : start + _CHUNK])
+            in_list(Job.id, gone[start : start + _CHUNK])
         ).execute()
     report.orphaned.sort()
 

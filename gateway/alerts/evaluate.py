@@ -41,7 +41,7 @@ HISTORY = 20  # newest finished runs a judgement looks at
 _BULK = 500  # jobs settled per query in the bulk pass
 _SPAN = 4 * _BULK  # at most this many ids in the range one bulk query reads
 MARGIN = timedelta(minutes=2)  # app workers' clocks may lag the gateway's a little
-WIDE_EVERY = timedelta(seconds=30)  # how often a round looks back the whole MARGIN
+WIDE_EVERY = timedelta(seconds=30)  # how often a round also reads back past MARGIN
 LAG = timedelta(seconds=5)  # what the rounds in between look back past the round before
 TERMINAL = ("success", "error", "timeout", "skipped", "canceled", "abandoned")
 
@@ -190,7 +190,7 @@ class AlertEvaluator:
                 with write_transaction():
                     execute_many(move, moved)
             for job_id in settled:
-                self.judged[job_id] = fresh.get(job_id) or 0
+                self.judged[job_id] = fresh.get(job_id) or _UNJUDGED  # always set here
 
     def deliver_in_background(self, now: datetime) -> None:
         """Start a delivery round in a thread unless one is still going (a slow webhook must

@@ -273,7 +273,8 @@ def _active_runs(job_ids: set[int], answered: Collection[int] = ()) -> dict[int,
     """Return the runs being sent or run, by job, for these jobs (by the status index),
     leaving out the dispatched ones in `answered` (their call has ended)."""
     active: dict[int, list[Run]] = {}
-    rows = Run.select().where(Run.job.in_(job_ids) & Run.status.in_(("dispatched", "running")))
+    going = Run.status.in_(("dispatched", "running"))
+    rows = Run.select().where(in_list(Run.job, job_ids) & going)
     for run in rows:
         if not (run.status == "dispatched" and run.id in answered):
             active.setdefault(run.job_id, []).append(run)
@@ -289,7 +290,7 @@ def _newest_queued_slots(
     rows = (
         Run.select(Run.job, Run.scheduled_for, Run.queued_at)
         .where(
-            Run.job.in_(job_ids)
+            in_list(Run.job, job_ids)
             & (Run.trigger == "schedule")
             & (Run.attempt == 1)
             & (Run.status == "queued")
