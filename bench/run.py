@@ -483,20 +483,25 @@ _PEAK_AT_EXIT = (
 )
 
 
+def write_jobs_file(scenario: Scenario, path: Path, target_url: str) -> None:
+    """Write a jobs file declaring the scenario's jobs, each calling `target_url`/t/<name>."""
+    now = datetime.now(UTC)
+    with path.open("w") as f:
+        for i in range(scenario.jobs):
+            name = job_name(i)
+            f.write(
+                f'[[job]]\nname = "{name}"\nurl = "{target_url}/t/{name}"\n'
+                f'schedule = "{cron_expr(scenario, i, now)}"\n\n'
+            )
+
+
 def sync_jobs_file(scenario: Scenario, work: Path) -> dict[str, Any]:
     """Time `python -m gateway sync` of a jobs file declaring the scenario's jobs: the
     product's path for declaring many jobs at once. On a fresh database, then again with
     nothing changed (what the gateway does every few minutes). Returns seconds and peak MB."""
     folder = work / "sync"
     folder.mkdir()
-    now = datetime.now(UTC)
-    with (folder / "jobs.toml").open("w") as f:
-        for i in range(scenario.jobs):
-            name = job_name(i)
-            f.write(
-                f'[[job]]\nname = "{name}"\nurl = "http://127.0.0.1:9/t/{name}"\n'
-                f'schedule = "{cron_expr(scenario, i, now)}"\n\n'
-            )
+    write_jobs_file(scenario, folder / "jobs.toml", "http://127.0.0.1:9")
     env = gateway_env(folder, "http://127.0.0.1:9", 1, 1)  # no app: its manifest is an error
     env["GATEWAY_DATABASE_URL"] = f"sqlite:///{folder / 'gateway.db'}"
     env["GATEWAY_JOBS_FILE"] = str(folder / "jobs.toml")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tomllib
 from collections.abc import Iterable
 from collections.abc import Mapping
@@ -77,24 +79,68 @@ def sync_jobs(
     app whose manifest cannot be read is reported in `errors`, and none of its jobs is
     orphaned; a bad job in a manifest is reported and that job is left alone.
     """
-    configured = read_jobs_file(Path(settings.jobs_file), settings)
-    report = SyncReport()
-    declared: dict[str, Declaration] = {}
-    failed: list[str] = []
-    keep: set[str] = set()  # declared badly: left as they are, not orphaned
+    return apply_sources(read_sources(settings, session=session, apps=apps), settings, now)
+
+
+@dataclass(frozen=True)
+class Sources:
+    """What a sync reads, before anything is parsed or compared: the jobs file's bytes (None
+    if there is no file) and, per app, its manifest's job entries or why they could not be
+    read."""
+
+    jobs_file: Path
+    jobs_file_bytes: bytes | None
+    manifests: tuple[tuple[str, list[Any] | ManifestError], ...]
+
+    def digest(self) -> str:
+        """Return a hash of everything read: equal digests, equal declarations."""
+        h = hashlib.sha256()
+        h.update(b"-" if self.jobs_file_bytes is None else b"+" + self.jobs_file_bytes)
+        for app, entries in self.manifests:
+            read = entries.message if isinstance(entries, ManifestError) else entries
+            h.update(json.dumps([app, read], sort_keys=True, default=repr).encode())
+        return h.hexdigest()
+
+
+def read_sources(
+    settings: Settings,
+    *,
+    session: requests.Session | None = None,
+    apps: Iterable[str] | None = None,
+) -> Sources:
+    """Read the jobs file and fetch each app's manifest; parse and compare nothing yet."""
+    path = Path(settings.jobs_file)
+    manifests: list[tuple[str, list[Any] | ManifestError]] = []
     own = session or requests.Session()
     try:
         for app in apps if apps is not None else (settings.app_url,):
             try:
-                entries = fetch_manifest(app, settings, own)
+                manifests.append((app, fetch_manifest(app, settings, own)))
             except ManifestError as e:
-                report.errors.append(e.message)
-                failed.append(app)
-                continue
-            declared.update(_manifest_declarations(app, entries, settings, declared, report, keep))
+                manifests.append((app, e))
     finally:
         if session is None:
             own.close()
+    return Sources(path, path.read_bytes() if path.is_file() else None, tuple(manifests))
+
+
+def apply_sources(sources: Sources, settings: Settings, now: datetime) -> SyncReport:
+    """Upsert what `sources` declare and orphan what they no longer do (see sync_jobs)."""
+    configured = (
+        {}
+        if sources.jobs_file_bytes is None
+        else parse_jobs_file(sources.jobs_file, sources.jobs_file_bytes, settings)
+    )
+    report = SyncReport()
+    declared: dict[str, Declaration] = {}
+    failed: list[str] = []
+    keep: set[str] = set()  # declared badly: left as they are, not orphaned
+    for app, entries in sources.manifests:
+        if isinstance(entries, ManifestError):
+            report.errors.append(entries.message)
+            failed.append(app)
+            continue
+        declared.update(_manifest_declarations(app, entries, settings, declared, report, keep))
     declared.update(configured)  # the operator's file overrides what code declares
     # Which jobs are as declared already is read before taking the write lock: 100,000 of
     # them take seconds to compare, and SQLite's writers (the app's endpoints, the gateway's
@@ -107,13 +153,10 @@ def sync_jobs(
     return report
 
 
-def read_jobs_file(path: Path, settings: Settings) -> dict[str, Declaration]:
-    """Return the jobs the TOML file declares (none if it does not exist), all validated."""
-    if not path.is_file():
-        return {}
+def parse_jobs_file(path: Path, content: bytes, settings: Settings) -> dict[str, Declaration]:
+    """Return the jobs the TOML `content` of the jobs file at `path` declares, all validated."""
     try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
+        data = tomllib.loads(content.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ValidationError(f"{path}: not valid TOML: {e}", field="jobs_file") from None
     unknown = [key for key in data if key != "job"]

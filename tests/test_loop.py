@@ -328,3 +328,45 @@ def test_the_gateway_prunes_runs_past_retention_in_the_background(
         time.sleep(0.02)
     assert [r.id for r in runs_of(row)] == [fresh.id]
     pruning.dispatcher.close()
+
+
+def test_a_slow_manifest_holds_up_no_claim_and_no_lease(
+    settings: Settings, clock: FakeClock
+) -> None:
+    import threading
+
+    from flask import request
+
+    answer, slow = threading.Event(), threading.Event()
+    app = target_app(settings, clock)
+
+    @app.before_request
+    def hold_the_manifest() -> None:
+        if request.path == "/crons" and slow.is_set():
+            answer.wait(10)
+
+    calls.clear()
+    with serving(app) as url:
+        s = Scheduler(
+            replace(settings, app_url=url),
+            CRON_TOKEN,
+            clock=clock,
+            pacing=LoopSettings(workers=2, per_host=2, prune_after_seconds=None),
+        )
+        try:
+            row = job(clock, "tick")
+            round_trip(s)  # the start-up sync, before the first claim
+            slow.set()
+            # The manifest declares 'tick', made by the API here: an error, so the next sync
+            # comes 5 s later, and waits on the app the whole time.
+            for _ in range(40):
+                clock.advance(seconds=10)
+                round_trip(s)
+            assert s._syncing is not None and s._syncing.is_alive()
+            if settings.database_url.startswith("sqlite"):  # renewed meanwhile, by the loop
+                taken, _ = leases.acquire("gateway:active", "other", s.lease, clock.now())
+                assert s.active and not taken
+            assert [r.status for r in runs_of(row)] == ["success"] * 40  # one a round
+        finally:
+            answer.set()
+            s.shutdown()

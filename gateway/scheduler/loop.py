@@ -39,6 +39,7 @@ from gateway.scheduler.caller import cron_headers
 from gateway.scheduler.group_commit import GroupCommit
 from gateway.scheduler.policy import RetryPolicy
 from gateway.scheduler.reaper import Reaper
+from gateway.scheduler.resync import Resync
 from gateway.scheduler.retry import decide_retry
 from gateway.store import claims
 from gateway.store import gateways
@@ -55,7 +56,6 @@ from gateway.store.outcomes import record_outcome
 from gateway.store.outcomes import record_plain_successes
 from gateway.store.retention import prune_once
 from gateway.store.runs import finish_run
-from gateway.sync import sync_jobs
 
 logger = logging.getLogger("gateway.scheduler")
 
@@ -63,6 +63,8 @@ ACTIVE_LEASE = "gateway:active"
 SYNC_RETRY_SECONDS = 5  # at start, until the apps answer
 SYNC_START_ATTEMPTS = 12
 RESYNC_SECONDS = 300
+SYNC_JOIN_SECONDS = 5.0  # at shutdown, for a sync going on
+FIRST_SYNC_WAIT_SECONDS = 1.0  # a round waits this long for the start-up sync, then renews
 MAX_BACKOFF_SECONDS = 30.0
 PRUNE_EVERY_SECONDS = 24 * 3600
 INT32_MAX = 2**31 - 1
@@ -119,6 +121,9 @@ class Scheduler:
         self._next_housekeeping = 0.0
         self._sync_attempts = 0
         self._next_sync = 0.0
+        self._resync = Resync(settings)
+        self._syncing: threading.Thread | None = None
+        self._first_sync = threading.Event()  # the first sync ended, however it went
         self._failures = 0  # rounds failed in a row because the database was unavailable
         self._alerts: threading.Thread | None = None  # the alert evaluation going on, if any
         self._alert_hold_left = ALERT_HOLD_SECONDS
@@ -197,8 +202,8 @@ class Scheduler:
         now = self.clock.now()
         sent = self._send_due(now) if self.active else 0  # the due moment before housekeeping
         self._housekeeping(now)
-        if not self.active:
-            return bool(sent)
+        if not self.active or not self._first_sync.wait(FIRST_SYNC_WAIT_SECONDS):
+            return bool(sent)  # claims wait for what the apps declare now (a removed job)
         claimed = claims.claim_due_slots(now, ahead=self._claim_ahead)
         sent += self._send_due(now)
         return bool(claimed or sent)
@@ -390,19 +395,43 @@ class Scheduler:
             logger.warning("marked %d run(s) abandoned: their gateway or worker died", reaped)
 
     def _sync(self, now: datetime) -> None:
-        """Read the apps' manifests and the jobs file: at start, every few seconds until it
-        works (with `up`, the web app may still be starting), then every few minutes, so jobs
-        added in code appear without a restart."""
+        """Read the apps' manifests and the jobs file, in a thread of its own: at start, every
+        few seconds until it works (with `up`, the web app may still be starting), then every
+        few minutes, so jobs added in code appear without a restart. A manifest that is slow to
+        answer or a jobs file of 100,000 jobs never holds up claims, and the lease is renewed
+        meanwhile; claims wait only for the first sync to end."""
+        if self._syncing is not None and self._syncing.is_alive():
+            return  # then read what it decided
         tick = self.clock.monotonic()
         if tick < self._next_sync:
             return
         self._sync_attempts += 1
         starting = self._sync_attempts <= SYNC_START_ATTEMPTS
         self._next_sync = tick + (SYNC_RETRY_SECONDS if starting else RESYNC_SECONDS)
+
+        def sync() -> None:
+            try:
+                self._sync_now(now, tick)
+            except Exception:  # a bug must not stop the gateway: the next resync tries again
+                logger.exception("sync failed")
+            finally:
+                database.close()
+                self._first_sync.set()
+
+        self._syncing = threading.Thread(target=sync, name="sync", daemon=True)
+        self._syncing.start()
+
+    def _sync_now(self, now: datetime, tick: float) -> None:
         try:
-            report = sync_jobs(self.settings, now)
+            report = self._resync.run(now, tick)
         except GatewayError as e:  # a bad jobs file: say so, keep scheduling what is stored
             logger.error("sync: %s", e.message)
+            return
+        except (DatabaseError, InterfaceError) as e:
+            logger.warning("sync: database unavailable (%s); trying again later", type(e).__name__)
+            return
+        if report is None:
+            logger.debug("sync: the apps, the jobs file and the stored jobs are unchanged")
             return
         for error in report.errors:
             logger.warning("sync: %s", error)
@@ -417,6 +446,8 @@ class Scheduler:
                 len(report.unchanged),
                 len(report.orphaned),
             )
+        if report.created or report.updated:
+            self.wake.set()  # a new or rescheduled job may be due before the loop would look
 
     def _evaluate_alerts_in_background(self, now: datetime) -> None:
         """Judge the jobs that changed in a thread, one at a time: with thousands of jobs
@@ -499,6 +530,8 @@ class Scheduler:
         self.caller.close()
         if self._alerts is not None:
             self._alerts.join(self.pacing.shutdown_grace)
+        if self._syncing is not None:  # what it writes is one transaction: safe to cut short
+            self._syncing.join(SYNC_JOIN_SECONDS)
         now = self.clock.now()
         if self.active:
             leases.release(ACTIVE_LEASE, self.instance)
