@@ -289,13 +289,13 @@ def test_jobs_that_never_ran_are_settled_in_bulk_and_a_late_one_still_alerts(
         created_at=now - timedelta(days=2), updated_at=now,
     )  # fmt: skip
     judged: list[int] = []
-    real_judge = evaluate.judge_job
+    real_judge = evaluate.judge_jobs
 
-    def counting_judge(job_id: int, *args: Any) -> int:
-        judged.append(job_id)
-        return real_judge(job_id, *args)
+    def counting_judge(job_ids: list[int], *args: Any) -> int:
+        judged.extend(job_ids)
+        return real_judge(job_ids, *args)
 
-    monkeypatch.setattr(evaluate, "judge_job", counting_judge)
+    monkeypatch.setattr(evaluate, "judge_jobs", counting_judge)
     evaluator = AlertEvaluator(replace(settings, alert_grace_seconds=600))
     assert evaluator.evaluate(clock.now()) == 1
     assert judged == [overdue.id]  # the 1,200 others needed no judgement of their own
@@ -322,9 +322,9 @@ def test_a_change_stamped_by_a_lagging_clock_is_judged_by_the_next_wide_round(
     evaluator = AlertEvaluator(settings)
     assert evaluator.evaluate(start) == 0  # the first round is wide
     judged: list[int] = []
-    real_judge = evaluate.judge_job
+    real_judge = evaluate.judge_jobs
     monkeypatch.setattr(
-        evaluate, "judge_job", lambda job_id, *a: judged.append(job_id) or real_judge(job_id, *a)
+        evaluate, "judge_jobs", lambda ids, *a: judged.extend(ids) or real_judge(ids, *a)
     )
 
     def fail(job: Job, stamped: datetime) -> None:
@@ -395,3 +395,49 @@ def test_a_change_lagging_almost_the_whole_margin_is_still_judged(
     runs.finish_run(run.id, "error", stamped, duration_ms=5, error="boom")
     evaluator.evaluate(clock.advance(seconds=gap))  # 32 s or 210 s after the wide round
     assert [(a.job_id, a.kind) for a in Alert.select()] == [(job.id, "failure")]
+
+
+def test_jobs_judged_in_one_batch_are_each_judged_by_their_own_runs(
+    settings: Settings, clock: FakeClock
+) -> None:
+    from gateway.alerts import evaluate
+    from gateway.store import runs
+
+    made = clock.now() - timedelta(days=1)
+
+    def make(name: str) -> Job:
+        return Job.create(
+            name=name, url=f"/crons/{name}", schedule="0 * * * *", created_at=made,
+            updated_at=made,
+        )  # fmt: skip
+
+    def ran(job: Job, status: str, at: datetime) -> None:
+        run = runs.start_run(job, runs.Origin(), "cron", None, at)
+        error = None if status == "success" else "boom"
+        runs.finish_run(run.id, status, at, duration_ms=5, error=error)
+
+    healthy = [make(f"ok{i:02d}") for i in range(evaluate.JUDGE_BATCH + 10)]  # two batches
+    for job in healthy:
+        ran(job, "success", clock.now() - timedelta(minutes=30))
+    flaky = make("flaky")  # its last success is older than the runs a judgement reads
+    ran(flaky, "success", clock.now() - timedelta(hours=23))
+    for i in range(evaluate.HISTORY + 5):
+        ran(flaky, "error", clock.now() - timedelta(minutes=25 - i))
+    never = make("never")
+    ran(never, "error", clock.now() - timedelta(minutes=1))
+
+    evaluator = AlertEvaluator(replace(settings, alert_grace_seconds=600))
+    assert evaluator.evaluate(clock.now()) == 4
+    opened = {(a.job.name, a.kind): a.message for a in Alert.select()}
+    assert set(opened) == {
+        ("flaky", "failure"), ("flaky", "late"), ("never", "failure"), ("never", "late")
+    }  # fmt: skip
+    success_at = (clock.now() - timedelta(hours=23)).isoformat()
+    assert f"has not succeeded since {success_at}" in opened[("flaky", "late")]
+    assert "has not succeeded since never" in opened[("never", "late")]
+    assert "failed (error): boom" in opened[("flaky", "failure")]
+    assert "failed on its first run (error): boom" in opened[("never", "failure")]
+    late_at = {j.name: j.late_at for j in Job.select()}
+    # Succeeded at 08:30, so expected by the 09:00 slot, plus 10 minutes of grace.
+    assert {late_at[j.name] for j in healthy} == {datetime(2026, 11, 23, 9, 10, tzinfo=UTC)}
+    assert (late_at["flaky"], late_at["never"]) == (None, None)  # late already

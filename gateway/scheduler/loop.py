@@ -68,9 +68,9 @@ FIRST_SYNC_WAIT_SECONDS = 1.0  # a round waits this long for the start-up sync, 
 MAX_BACKOFF_SECONDS = 30.0
 PRUNE_EVERY_SECONDS = 24 * 3600
 INT32_MAX = 2**31 - 1
-# Alert judging sleeps this long after each job: at most about half a core, never the GIL
-# for long stretches while the loop claims and dispatches.
-ALERT_PAUSE_SECONDS = 0.002
+# Alert judging sleeps this long after each batch of jobs (about 10 ms of work for 50): at
+# most about half a core, never the GIL for long stretches while the loop claims and dispatches.
+ALERT_PAUSE_SECONDS = 0.01
 ALERT_HOLD_SECONDS = 5.0  # and, while bursts start, at most this much longer a round
 
 
@@ -469,7 +469,7 @@ class Scheduler:
         self._alerts.start()
 
     def _pause_for_alerts(self) -> bool:
-        """Between two jobs' alert judging: a short sleep, longer while a burst of calls is
+        """Between two batches of alert judging: a short sleep, longer while a burst of calls is
         starting, so judging never takes the interpreter from sending; the longer waits add up
         to at most ALERT_HOLD_SECONDS a round (the pool may stay busy for minutes). Return True
         if the gateway is stopping (judging stops too)."""
