@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from datetime import datetime
 from datetime import timedelta
 from functools import cache
@@ -168,6 +169,28 @@ def cached_next_time(expr: str, tz: str, name: str | None, after: datetime) -> d
 def _next_cached(expr: str, tz: str, name: str | None, after: datetime) -> datetime | None:
     times = _cached(expr, tz, name).next_times(after, 1)
     return times[0] if times else None
+
+
+def remembered_next_times(schedule: Schedule) -> Callable[[datetime, int], list[datetime]]:
+    """Return `schedule.next_times`, remembered per (after, count): the jobs of a burst share
+    an expression and a slot, so claiming a thousand of them walks croniter once, not a
+    thousand times (about 50 µs each). Only short walks are kept: a catch-up scan asks for up
+    to a thousand slots, which would make the cache large."""
+
+    def next_times(after: datetime, count: int = 1) -> list[datetime]:
+        if count > _REMEMBERED_COUNT:
+            return schedule.next_times(after, count)
+        return list(_times_cached(schedule, after, count))
+
+    return next_times
+
+
+_REMEMBERED_COUNT = 4
+
+
+@lru_cache(maxsize=2048)
+def _times_cached(schedule: Schedule, after: datetime, count: int) -> tuple[datetime, ...]:
+    return tuple(schedule.next_times(after, count))
 
 
 def validate_timezone(tz: str) -> ZoneInfo:

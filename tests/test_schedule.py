@@ -405,3 +405,22 @@ def test_any_text_is_a_schedule_or_an_invalid_schedule(expr: str, name: str | No
         return
     assert len(schedule.next_times(START, 3)) == 3
     assert schedule.explain().endswith("(UTC)")
+
+
+def test_remembered_next_times_answer_as_next_times_and_walk_once_per_slot() -> None:
+    from gateway.schedule import _times_cached
+    from gateway.schedule import cached_schedule
+    from gateway.schedule import remembered_next_times
+
+    schedule = cached_schedule("*/5 * * * * *", "Europe/Berlin", None)
+    after = datetime(2026, 3, 29, 0, 59, 58, tzinfo=UTC)  # the spring-forward hour in Berlin
+    times = remembered_next_times(schedule)
+    for count in (1, 2, 4, 9):
+        assert times(after, count) == schedule.next_times(after, count)
+    hits = _times_cached.cache_info().hits
+    for _ in range(1000):  # a burst: a thousand jobs on one expression at one slot
+        times(after, 1)
+    assert _times_cached.cache_info().hits == hits + 1000
+    first = times(after, 2)
+    first.append(after)  # a caller's list is its own
+    assert times(after, 2) == schedule.next_times(after, 2)
