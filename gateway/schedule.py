@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable
+from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
 from functools import cache
@@ -180,7 +181,9 @@ def remembered_next_times(schedule: Schedule) -> Callable[[datetime, int], list[
     def next_times(after: datetime, count: int = 1) -> list[datetime]:
         if count > _REMEMBERED_COUNT:
             return schedule.next_times(after, count)
-        return list(_times_cached(schedule, after, count))
+        # In UTC: aware times equal as instants hash alike, but a fold=1 wall time in a zone
+        # compares equal to its fold=0 twin, which is another instant.
+        return list(_times_cached(schedule, after.astimezone(UTC), count))
 
     return next_times
 

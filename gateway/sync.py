@@ -24,6 +24,7 @@ from gateway.jobspec import FIELDS
 from gateway.jobspec import validate_job
 from gateway.store.bulk import in_list
 from gateway.store.bulk import insert_models
+from gateway.store.db import is_sqlite
 from gateway.store.db import write_transaction
 from gateway.store.jobs import next_run_at_for
 from gateway.store.models import Job
@@ -147,8 +148,8 @@ def apply_sources(sources: Sources, settings: Settings, now: datetime) -> SyncRe
     # claims) would wait that long. What could change a verdict meanwhile is another sync,
     # whose file then wins until the next one.
     settled = _settled(declared)
+    _apply(declared, settled, now, report)
     with write_transaction():
-        _apply(declared, settled, now, report)
         _orphan(declared, keep, failed, settings, now, report)
     return report
 
@@ -261,32 +262,48 @@ def _apply(
 ) -> None:
     names = sorted(declared)
     for start in range(0, len(names), _CHUNK):  # bounded memory for a file of 100,000 jobs
-        chunk = names[start : start + _CHUNK]
-        rest = [name for name in chunk if name not in settled]
-        existing = {j.name: j for j in Job.select().where(in_list(Job.name, rest))} if rest else {}
-        new: list[Job] = []
-        for name in chunk:
-            decl, job = declared[name], existing.get(name)
-            if name in settled:
-                report.unchanged.append(name)
-            elif job is None:
-                job = Job(name=name, created_at=now, updated_at=now, source=decl.source)
-                _assign(job, decl.values)
-                job.declared, job.next_run_at = decl.values, next_run_at_for(job, now)
-                new.append(job)
-                report.created.append(name)
-            elif job.source not in SYNCED_SOURCES:
-                report.errors.append(
-                    f"job {name!r}: declared in {decl.origin}, but a job of that name was made "
-                    f"by {job.source}; left alone (rename one of them)"
-                )
-            elif job.deleted_at is not None:
-                report.unchanged.append(name)  # an operator deleted it: that wins over code
-            elif _update(job, decl, now):
-                report.updated.append(name)
-            else:
-                report.unchanged.append(name)
-        insert_models(new)  # one executemany, not a save() each
+        with write_transaction():  # a chunk at a time: SQLite's other writers wait that long
+            _apply_chunk(declared, names[start : start + _CHUNK], settled, now, report)
+
+
+def _apply_chunk(
+    declared: Mapping[str, Declaration],
+    chunk: list[str],
+    settled: set[str],
+    now: datetime,
+    report: SyncReport,
+) -> None:
+    rest = [name for name in chunk if name not in settled]
+    if rest:
+        query = Job.select().where(in_list(Job.name, rest))
+        # PostgreSQL: the gateway's claims may advance these rows meanwhile (SQLite's write
+        # transaction excludes them already); locked, a claim passes them over for a moment.
+        existing = {j.name: j for j in (query if is_sqlite() else query.for_update())}
+    else:
+        existing = {}
+    new: list[Job] = []
+    for name in chunk:
+        decl, job = declared[name], existing.get(name)
+        if name in settled:
+            report.unchanged.append(name)
+        elif job is None:
+            job = Job(name=name, created_at=now, updated_at=now, source=decl.source)
+            _assign(job, decl.values)
+            job.declared, job.next_run_at = decl.values, next_run_at_for(job, now)
+            new.append(job)
+            report.created.append(name)
+        elif job.source not in SYNCED_SOURCES:
+            report.errors.append(
+                f"job {name!r}: declared in {decl.origin}, but a job of that name was made "
+                f"by {job.source}; left alone (rename one of them)"
+            )
+        elif job.deleted_at is not None:
+            report.unchanged.append(name)  # an operator deleted it: that wins over code
+        elif _update(job, decl, now):
+            report.updated.append(name)
+        else:
+            report.unchanged.append(name)
+    insert_models(new)  # one executemany, not a save() each
 
 
 def _settled(declared: Mapping[str, Declaration]) -> set[str]:
@@ -337,7 +354,7 @@ def _update(job: Job, decl: Declaration, now: datetime) -> bool:
     if touched or next_run_at != job.next_run_at or job.declared != decl.values:
         job.next_run_at, job.declared = next_run_at, decl.values
         job.updated_at = now if touched else job.updated_at
-        job.save()
+        job.save(only=job.dirty_fields)  # not the columns claims and runs keep moving
     return touched
 
 

@@ -441,3 +441,61 @@ def test_jobs_judged_in_one_batch_are_each_judged_by_their_own_runs(
     # Succeeded at 08:30, so expected by the 09:00 slot, plus 10 minutes of grace.
     assert {late_at[j.name] for j in healthy} == {datetime(2026, 11, 23, 9, 10, tzinfo=UTC)}
     assert (late_at["flaky"], late_at["never"]) == (None, None)  # late already
+
+
+def test_a_history_is_read_oldest_first_and_its_newest_success_found(
+    settings: Settings, clock: FakeClock
+) -> None:
+    from gateway.alerts.evaluate import histories_of
+    from gateway.store import runs
+
+    made = clock.now() - timedelta(hours=1)
+    a, b = (
+        Job.create(name=n, url=f"/crons/{n}", schedule="0 * * * *", created_at=made,
+                   updated_at=made)
+        for n in ("a", "b")
+    )  # fmt: skip
+    done = {a.id: ["success", "error", "success", "error"], b.id: ["error", "error"]}
+    for minute in range(4):  # interleaved, so the two jobs' run ids alternate
+        for job in (a, b):
+            statuses = done[job.id]
+            if minute < len(statuses):
+                at = made + timedelta(minutes=minute)
+                run = runs.start_run(job, runs.Origin(), "cron", None, at)
+                runs.finish_run(run.id, statuses[minute], at, duration_ms=1)
+    histories, successes = histories_of([b.id, a.id])
+    assert [f.status for f in histories[a.id]] == done[a.id]
+    assert [f.status for f in histories[b.id]] == done[b.id]
+    assert successes == {a.id: made + timedelta(minutes=2)}
+
+
+def test_a_job_the_rules_choke_on_holds_up_no_other_in_its_batch(
+    settings: Settings, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    from gateway.alerts import rules
+    from gateway.store import runs
+
+    made = clock.now() - timedelta(days=1)
+    jobs = [
+        Job.create(name=n, url=f"/crons/{n}", schedule="0 * * * *", created_at=made,
+                   updated_at=made)
+        for n in ("first", "poison", "last")
+    ]  # fmt: skip
+    for job in jobs:
+        run = runs.start_run(job, runs.Origin(), "cron", None, clock.now())
+        runs.finish_run(run.id, "error", clock.now(), duration_ms=1, error="boom")
+    real_judge = rules.judge
+
+    def judge(job: rules.Expectation, *args: Any) -> rules.Verdict:
+        if job.name == "poison":
+            raise ZeroDivisionError("a bug in a rule")
+        return real_judge(job, *args)
+
+    monkeypatch.setattr(rules, "judge", judge)
+    evaluator = AlertEvaluator(settings)
+    assert evaluator.evaluate(clock.now()) == 4  # failure and late, for first and last
+    opened = {(a.job.name, a.kind) for a in Alert.select()}
+    assert opened == {("first", "failure"), ("first", "late"), ("last", "failure"),
+                      ("last", "late")}  # fmt: skip
+    assert f"alerts: judging job {jobs[1].id} failed" in caplog.text
+    assert evaluator.evaluate(clock.advance(seconds=1)) == 0  # passed over until it changes

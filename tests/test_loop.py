@@ -77,6 +77,8 @@ def scheduler(settings: Settings, clock: FakeClock, app_url: str) -> Iterator[Sc
     yield s
     s.dispatcher.close()
     s.outcomes.close()
+    if s._syncing is not None:  # it must not write into the next test's database
+        s._syncing.join(10)
 
 
 def job(clock: FakeClock, name: str, **fields: Any) -> Job:

@@ -530,3 +530,23 @@ def test_a_bad_jobs_file_raises_on_every_resync_and_changes_nothing(
         with pytest.raises(InvalidSchedule):
             resync.run(clock.now(), tick=tick)
     assert snapshot() == before
+
+
+def test_a_sync_writes_only_what_it_changes_not_what_claims_moved_meanwhile(
+    live: Settings, clock: FakeClock, cron: CronJobs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gateway.sync as sync_module
+
+    sync(live, clock)
+    redeclare(cron, "report", timeout=30)
+    real_update = sync_module._update
+
+    def claimed_meanwhile(job: Job, decl: Any, now: datetime) -> bool:
+        # The gateway's claims, in another thread, advance the row after the sync read it.
+        Job.update(run_count=Job.run_count + 7).where(Job.id == job.id).execute()
+        return real_update(job, decl, now)
+
+    monkeypatch.setattr(sync_module, "_update", claimed_meanwhile)
+    assert sync(live, clock).updated == ["report"]
+    row = Job.get(Job.name == "report")
+    assert (row.timeout, row.run_count) == (30, 7)

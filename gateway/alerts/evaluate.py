@@ -23,6 +23,8 @@ from itertools import pairwise
 from typing import Any
 from typing import cast
 
+from peewee import InterfaceError
+from peewee import OperationalError
 from peewee import fn
 
 from gateway.alerts import rules
@@ -116,7 +118,7 @@ class AlertEvaluator:
         recorded = 0
         wide = self.wide_at is None or now - self.wide_at >= WIDE_EVERY
         fresh, fresh_ids = KeysById(), array("q")  # never ran, not judged yet
-        again: list[tuple[int, int]] = []  # (job id, key) to judge one by one
+        again: list[tuple[int, int]] = []  # (job id, key) to judge, in batches
         for job_id, last_run_at, updated_at, late in self._candidates(now, wide):
             key = hash((last_run_at, updated_at))
             if last_run_at is None and job_id not in self.judged and not late:
@@ -128,7 +130,7 @@ class AlertEvaluator:
         again += [(i, k) for i in fresh_ids if i not in self.judged and (k := fresh.get(i))]
         for start in range(0, len(again), JUDGE_BATCH):
             batch = again[start : start + JUDGE_BATCH]
-            recorded += judge_jobs([job_id for job_id, _ in batch], self.settings, now)
+            recorded += self._judge([job_id for job_id, _ in batch], now)
             for job_id, key in batch:
                 self.judged[job_id] = key
             if between is not None and between():
@@ -136,6 +138,26 @@ class AlertEvaluator:
         self.watermark = now - LAG
         if wide:
             self.wide_at, self.wide_since = now, now - MARGIN
+        return recorded
+
+    def _judge(self, job_ids: list[int], now: datetime) -> int:
+        """Judge a batch; if it fails other than by an outage, each job on its own, so one
+        job the rules or the store choke on holds up no other (it is logged and passed over
+        until it changes)."""
+        try:
+            return judge_jobs(job_ids, self.settings, now)
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception:
+            logger.exception("alerts: judging %d job(s) together failed; one by one", len(job_ids))
+        recorded = 0
+        for job_id in job_ids:
+            try:
+                recorded += judge_jobs([job_id], self.settings, now)
+            except (OperationalError, InterfaceError):
+                raise
+            except Exception:
+                logger.exception("alerts: judging job %d failed", job_id)
         return recorded
 
     def _candidates(self, now: datetime, wide: bool) -> Iterator[tuple[Any, ...]]:
@@ -164,7 +186,7 @@ class AlertEvaluator:
     def _settle_never_run(self, fresh: KeysById, ids: array[int], now: datetime) -> None:
         """Judge in bulk the `fresh` jobs, `ids` (never ran, not judged by this evaluator:
         all of them after a restart): with no run and no open alert, the only verdict is when
-        they will be late. Those with an open alert or already late are left to `judge_job`,
+        they will be late. Those with an open alert or already late are left to `judge_jobs`,
         which records it."""
         if not ids:
             return
@@ -189,7 +211,7 @@ class AlertEvaluator:
                     continue
                 late_at = rules.late_deadline(expectation(job, self.settings), None)
                 if late_at is not None and late_at <= now:
-                    continue  # judge_job decides it
+                    continue  # judge_jobs decides it
                 if job.late_at != late_at:
                     moved.append((Job.late_at.db_value(late_at), job.id))
                 settled.append(job.id)
@@ -250,6 +272,8 @@ def judge_jobs(job_ids: Sequence[int], settings: Settings, now: datetime) -> int
 
     Six statements for the batch, not five a job: peewee renders each in about 0.1 ms, and a
     burst of 1,000 finished runs is 1,000 judgements."""
+    if not job_ids:
+        return 0
     with write_transaction():
         if not is_sqlite():  # one judge at a time per job, in id order (no deadlock)
             database.execute_sql(
@@ -332,22 +356,22 @@ def histories_of(
         return histories, successes
     at = Run.started_at.python_value
     rows = database.execute_sql(_histories_sql(len(job_ids), database.obj.param), job_ids)
-    for job_id, status, trigger, started, finished, duration, error, slot in rows:
+    # A UNION ALL keeps no order between or within its parts (PostgreSQL may run them in
+    # parallel): sorted here, oldest first, by id.
+    for _, job_id, status, trigger, started, finished, duration, error, slot in sorted(rows):
         started_at = at(started)
-        if status == "success" and job_id not in successes:  # newest first
+        if status == "success":  # the last one seen is the newest
             successes[job_id] = started_at or at(finished)
         histories[job_id].append(
             rules.RunFact(status, trigger, started_at, duration, error, at(slot))
         )
-    for facts in histories.values():
-        facts.reverse()
     return histories, successes
 
 
 @lru_cache(maxsize=16)
 def _histories_sql(jobs: int, param: str) -> str:
     """`SELECT … LIMIT HISTORY` for each of `jobs` job ids, as one UNION ALL, rendered once."""
-    fields = (Run.job, Run.status, Run.trigger, Run.started_at, Run.finished_at,
+    fields = (Run.id, Run.job, Run.status, Run.trigger, Run.started_at, Run.finished_at,
               Run.duration_ms, Run.error, Run.scheduled_for)  # fmt: skip
     columns = ", ".join(f'"{f.column_name}"' for f in fields)
     terminal = ", ".join(f"'{status}'" for status in TERMINAL)  # constants, not input

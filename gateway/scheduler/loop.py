@@ -64,7 +64,7 @@ SYNC_RETRY_SECONDS = 5  # at start, until the apps answer
 SYNC_START_ATTEMPTS = 12
 RESYNC_SECONDS = 300
 SYNC_JOIN_SECONDS = 5.0  # at shutdown, for a sync going on
-FIRST_SYNC_WAIT_SECONDS = 1.0  # a round waits this long for the start-up sync, then renews
+FIRST_SYNC_WAIT_SECONDS = 2.0  # a round waits this long for the start-up sync, then renews
 MAX_BACKOFF_SECONDS = 30.0
 PRUNE_EVERY_SECONDS = 24 * 3600
 INT32_MAX = 2**31 - 1
@@ -381,7 +381,7 @@ class Scheduler:
         gateways.beat(self.instance, now, "active" if self.active else "standby")
         if not self.active:
             return
-        self._sync(now)
+        self._sync()
         if self._next_prune is not None and tick >= self._next_prune:
             self._next_prune = tick + PRUNE_EVERY_SECONDS
             self._prune_in_background(now)
@@ -394,7 +394,7 @@ class Scheduler:
         if reaped:
             logger.warning("marked %d run(s) abandoned: their gateway or worker died", reaped)
 
-    def _sync(self, now: datetime) -> None:
+    def _sync(self) -> None:
         """Read the apps' manifests and the jobs file, in a thread of its own: at start, every
         few seconds until it works (with `up`, the web app may still be starting), then every
         few minutes, so jobs added in code appear without a restart. A manifest that is slow to
@@ -410,8 +410,8 @@ class Scheduler:
         self._next_sync = tick + (SYNC_RETRY_SECONDS if starting else RESYNC_SECONDS)
 
         def sync() -> None:
-            try:
-                self._sync_now(now, tick)
+            try:  # the time it applies at, not when the loop asked (a manifest may be slow)
+                self._sync_now(self.clock.now(), tick)
             except Exception:  # a bug must not stop the gateway: the next resync tries again
                 logger.exception("sync failed")
             finally:
@@ -532,10 +532,12 @@ class Scheduler:
             self._alerts.join(self.pacing.shutdown_grace)
         if self._syncing is not None:  # what it writes is one transaction: safe to cut short
             self._syncing.join(SYNC_JOIN_SECONDS)
-        now = self.clock.now()
-        if self.active:
-            leases.release(ACTIVE_LEASE, self.instance)
-        gateways.retire(self.instance, now)
+        try:
+            if self.active:
+                leases.release(ACTIVE_LEASE, self.instance)
+            gateways.retire(self.instance, self.clock.now())
+        except (DatabaseError, InterfaceError) as e:  # the lease expires; the row reads lost
+            logger.warning("could not release the lease at shutdown: %s", type(e).__name__)
         database.close()
         logger.info("gateway %s stopped", self.instance)
 

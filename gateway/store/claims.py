@@ -135,7 +135,7 @@ def claim_due_slots(now: datetime, *, ahead: timedelta = timedelta(0), limit: in
 
 
 # What claiming reads of a job (`_plan_job`, `plan_rows`), not all 49 columns: a burst of
-# 1,000 jobs builds 1,000 models (measured: claimed in 79 ms instead of 128).
+# 1,000 jobs builds 1,000 models (measured in process: claimed in 75 ms instead of 94).
 _CLAIMED_JOB = (
     Job.id,
     Job.name,
