@@ -179,8 +179,8 @@ def remembered_next_times(schedule: Schedule) -> Callable[[datetime, int], list[
     to a thousand slots, which would make the cache large."""
 
     def next_times(after: datetime, count: int = 1) -> list[datetime]:
-        if count > _REMEMBERED_COUNT:
-            return schedule.next_times(after, count)
+        if count > _REMEMBERED_COUNT or after.utcoffset() is None:
+            return schedule.next_times(after, count)  # (a naive `after` raises there)
         # In UTC: aware times equal as instants hash alike, but a fold=1 wall time in a zone
         # compares equal to its fold=0 twin, which is another instant.
         return list(_times_cached(schedule, after.astimezone(UTC), count))

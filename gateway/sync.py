@@ -148,9 +148,13 @@ def apply_sources(sources: Sources, settings: Settings, now: datetime) -> SyncRe
     # claims) would wait that long. What could change a verdict meanwhile is another sync,
     # whose file then wins until the next one.
     settled = _settled(declared)
-    _apply(declared, settled, now, report)
-    with write_transaction():
-        _orphan(declared, keep, failed, settings, now, report)
+    gone = _orphans(declared, keep, failed, settings)
+    if gone:  # a job leaves (renamed, removed): its successor and its end land together
+        with write_transaction():
+            _apply(declared, settled, now, report)  # its chunks are savepoints here
+            _mark_orphaned(gone, now, report)
+    else:
+        _apply(declared, settled, now, report)
     return report
 
 
@@ -275,7 +279,7 @@ def _apply_chunk(
 ) -> None:
     rest = [name for name in chunk if name not in settled]
     if rest:
-        query = Job.select().where(in_list(Job.name, rest))
+        query = Job.select().where(in_list(Job.name, rest)).order_by(Job.id)  # lock order
         # PostgreSQL: the gateway's claims may advance these rows meanwhile (SQLite's write
         # transaction excludes them already); locked, a claim passes them over for a moment.
         existing = {j.name: j for j in (query if is_sqlite() else query.for_update())}
@@ -358,31 +362,31 @@ def _update(job: Job, decl: Declaration, now: datetime) -> bool:
     return touched
 
 
-def _orphan(
-    declared: Mapping[str, Declaration],
-    keep: set[str],
-    failed: list[str],
-    settings: Settings,
-    now: datetime,
-    report: SyncReport,
-) -> None:
-    """Mark synced jobs nobody declares now orphaned, except those of apps we could not read."""
+def _orphans(
+    declared: Mapping[str, Declaration], keep: set[str], failed: list[str], settings: Settings
+) -> list[tuple[int, str]]:
+    """Return (id, name) of the synced jobs nobody declares now, except those of apps we
+    could not read: what the sync orphans."""
     query = Job.select(Job.id, Job.name, Job.source, Job.url).where(
         Job.source.in_(SYNCED_SOURCES) & Job.deleted_at.is_null() & Job.orphaned_at.is_null()
     )
-    gone: list[int] = []
+    gone: list[tuple[int, str]] = []
     for job_id, name, source, url in query.tuples().iterator():  # not 100,000 models at once
         if name in declared or name in keep:
             continue
         if (failed and source == "code") or _served_by(url, failed, settings):
             continue  # its app may still declare it: we could not ask
-        gone.append(job_id)
-        report.orphaned.append(name)
-    for start in range(0, len(gone), _CHUNK):
+        gone.append((job_id, name))
+    return gone
+
+
+def _mark_orphaned(gone: list[tuple[int, str]], now: datetime, report: SyncReport) -> None:
+    ids = [job_id for job_id, _ in gone]
+    for start in range(0, len(ids), _CHUNK):
         Job.update(orphaned_at=now, next_run_at=None, updated_at=now).where(
-            in_list(Job.id, gone[start : start + _CHUNK])
+            in_list(Job.id, ids[start : start + _CHUNK]) & Job.orphaned_at.is_null()
         ).execute()
-    report.orphaned.sort()
+    report.orphaned.extend(sorted(name for _, name in gone))
 
 
 def _served_by(url: str, apps: list[str], settings: Settings) -> bool:

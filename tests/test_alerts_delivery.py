@@ -492,10 +492,19 @@ def test_a_job_the_rules_choke_on_holds_up_no_other_in_its_batch(
         return real_judge(job, *args)
 
     monkeypatch.setattr(rules, "judge", judge)
+    # Its deadline passed: a late job is looked at every round, changed or not.
+    Job.update(late_at=made).where(Job.id == jobs[1].id).execute()
     evaluator = AlertEvaluator(settings)
     assert evaluator.evaluate(clock.now()) == 4  # failure and late, for first and last
     opened = {(a.job.name, a.kind) for a in Alert.select()}
     assert opened == {("first", "failure"), ("first", "late"), ("last", "failure"),
                       ("last", "late")}  # fmt: skip
     assert f"alerts: judging job {jobs[1].id} failed" in caplog.text
-    assert evaluator.evaluate(clock.advance(seconds=1)) == 0  # passed over until it changes
+    caplog.clear()
+    assert evaluator.evaluate(clock.advance(seconds=1)) == 0
+    assert "judging" not in caplog.text  # passed over until it changes, late or not
+    run = runs.start_run(jobs[1], runs.Origin(), "cron", None, clock.now())
+    runs.finish_run(run.id, "success", clock.now(), duration_ms=1)
+    monkeypatch.setattr(rules, "judge", real_judge)  # fixed, and it ran again
+    evaluator.evaluate(clock.advance(seconds=1))
+    assert Job.get_by_id(jobs[1].id).late_at == datetime(2026, 11, 23, 10, 5, tzinfo=UTC)

@@ -446,34 +446,34 @@ def test_a_resync_is_passed_over_until_the_sources_or_the_store_change(
     live: Settings, clock: FakeClock, cron: CronJobs
 ) -> None:
     resync = Resync(live)
-    first = resync.run(clock.now(), tick=0)
+    first = resync.run(clock.now, tick=0)
     assert first is not None and first.created == ["adhoc", "cleanup", "report"]
     # It changed the store, so the next one applies in full once more, finding nothing to do.
-    again = resync.run(clock.now(), tick=1)
+    again = resync.run(clock.now, tick=1)
     assert again is not None and again.unchanged == ["adhoc", "cleanup", "report"]
     before = snapshot()
-    assert resync.run(clock.now(), tick=2) is None
+    assert resync.run(clock.now, tick=2) is None
     assert snapshot() == before
 
     redeclare(cron, "report", schedule="0 * * * *")  # a deploy
-    changed = resync.run(clock.now(), tick=3)
+    changed = resync.run(clock.now, tick=3)
     assert changed is not None and changed.updated == ["report"]
-    resync.run(clock.now(), tick=4)
-    assert resync.run(clock.now(), tick=5) is None
+    resync.run(clock.now, tick=4)
+    assert resync.run(clock.now, tick=5) is None
 
     Path(live.jobs_file).write_text(
         '[[job]]\nname = "nightly"\nurl = "/crons/nightly"\nschedule = "0 3 * * *"\n'
     )
-    added = resync.run(clock.now(), tick=6)
+    added = resync.run(clock.now, tick=6)
     assert added is not None and added.created == ["nightly"]
 
 
 def settled_resync(settings: Settings, clock: FakeClock, full_every: float = 3600) -> Resync:
     """A Resync past the start-up sync and the one after it: the next is passed over (tick 2)."""
     resync = Resync(settings, full_every=full_every)
-    resync.run(clock.now(), tick=0)
-    resync.run(clock.now(), tick=1)
-    assert resync.run(clock.now(), tick=2) is None
+    resync.run(clock.now, tick=0)
+    resync.run(clock.now, tick=1)
+    assert resync.run(clock.now, tick=2) is None
     return resync
 
 
@@ -483,27 +483,27 @@ def test_a_job_left_without_a_slot_is_given_one_by_the_next_resync(
     resync = settled_resync(live, clock)
     # What a claim does without touching updated_at; the resync must still see it.
     Job.update(next_run_at=None).where(Job.name == "report").execute()
-    assert resync.run(clock.now(), tick=3) is not None
+    assert resync.run(clock.now, tick=3) is not None
     assert stored("report")["next_run_at"] == utc("2026-11-23 09:15")
 
 
 def test_an_edit_or_a_new_job_makes_the_resync_apply(live: Settings, clock: FakeClock) -> None:
     resync = settled_resync(live, clock)
     jobs.pause_job("report", clock.advance(seconds=1), "deploy")
-    assert resync.run(clock.now(), tick=3) is not None
-    assert resync.run(clock.now(), tick=4) is None
+    assert resync.run(clock.now, tick=3) is not None
+    assert resync.run(clock.now, tick=4) is None
     by_hand = {"name": "by-hand", "url": "/crons/x", "schedule": "0 * * * *"}
     jobs.create_job(by_hand, clock.now(), settings=live)
-    assert resync.run(clock.now(), tick=5) is not None
+    assert resync.run(clock.now, tick=5) is not None
 
 
 def test_a_full_resync_runs_on_its_rhythm_even_with_nothing_changed(
     live: Settings, clock: FakeClock
 ) -> None:
     resync = settled_resync(live, clock, full_every=60)
-    assert resync.run(clock.now(), tick=30) is None
-    assert resync.run(clock.now(), tick=62) is not None
-    assert resync.run(clock.now(), tick=63) is None
+    assert resync.run(clock.now, tick=30) is None
+    assert resync.run(clock.now, tick=62) is not None
+    assert resync.run(clock.now, tick=63) is None
 
 
 def test_a_resync_with_errors_is_never_passed_over(
@@ -512,7 +512,7 @@ def test_a_resync_with_errors_is_never_passed_over(
     down = replace(settings, app_url="http://127.0.0.1:9", jobs_file=str(tmp_path / "jobs.toml"))
     resync = Resync(down)
     for tick in range(3):
-        report = resync.run(clock.now(), tick=tick)
+        report = resync.run(clock.now, tick=tick)
         assert report is not None and report.errors == [
             "http://127.0.0.1:9/crons: cannot fetch the manifest (ConnectionError)"
         ]
@@ -528,7 +528,7 @@ def test_a_bad_jobs_file_raises_on_every_resync_and_changes_nothing(
     )
     for tick in (3, 4):
         with pytest.raises(InvalidSchedule):
-            resync.run(clock.now(), tick=tick)
+            resync.run(clock.now, tick=tick)
     assert snapshot() == before
 
 
@@ -550,3 +550,24 @@ def test_a_sync_writes_only_what_it_changes_not_what_claims_moved_meanwhile(
     assert sync(live, clock).updated == ["report"]
     row = Job.get(Job.name == "report")
     assert (row.timeout, row.run_count) == (30, 7)
+
+
+def test_a_renamed_job_and_its_predecessor_change_in_one_transaction(
+    live: Settings, clock: FakeClock, cron: CronJobs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gateway.sync as sync_module
+
+    sync(live, clock)
+    cron.jobs["report-v2"] = replace(cron.jobs.pop("report"), name="report-v2")  # a rename
+
+    def fail(*args: Any) -> None:
+        raise RuntimeError("crashed between the new job and the old one's end")
+
+    monkeypatch.setattr(sync_module, "_mark_orphaned", fail)
+    with pytest.raises(RuntimeError):
+        sync(live, clock)
+    # Never both live: a slot in between would have called the job twice.
+    assert not Job.select().where(Job.name == "report-v2").exists()
+    monkeypatch.undo()
+    report = sync(live, clock)
+    assert (report.created, report.orphaned) == (["report-v2"], ["report"])

@@ -106,6 +106,9 @@ class AlertEvaluator:
     wide_since: datetime | None = None
     # job id -> the hash of (last_run_at, updated_at) it was judged at.
     judged: KeysById = field(default_factory=KeysById)
+    # job id -> the key its judgement failed at (a bug, a value the store refuses): not
+    # judged again, late or not, until it changes.
+    failing: dict[int, int] = field(default_factory=dict)
     _delivery: threading.Thread | None = None
 
     def evaluate(self, now: datetime, between: Callable[[], bool] | None = None) -> int:
@@ -121,6 +124,8 @@ class AlertEvaluator:
         again: list[tuple[int, int]] = []  # (job id, key) to judge, in batches
         for job_id, last_run_at, updated_at, late in self._candidates(now, wide):
             key = hash((last_run_at, updated_at))
+            if self.failing.get(job_id) == key:
+                continue
             if last_run_at is None and job_id not in self.judged and not late:
                 fresh[job_id] = key
                 fresh_ids.append(job_id)
@@ -130,7 +135,7 @@ class AlertEvaluator:
         again += [(i, k) for i in fresh_ids if i not in self.judged and (k := fresh.get(i))]
         for start in range(0, len(again), JUDGE_BATCH):
             batch = again[start : start + JUDGE_BATCH]
-            recorded += self._judge([job_id for job_id, _ in batch], now)
+            recorded += self._judge(batch, now)
             for job_id, key in batch:
                 self.judged[job_id] = key
             if between is not None and between():
@@ -140,24 +145,27 @@ class AlertEvaluator:
             self.wide_at, self.wide_since = now, now - MARGIN
         return recorded
 
-    def _judge(self, job_ids: list[int], now: datetime) -> int:
-        """Judge a batch; if it fails other than by an outage, each job on its own, so one
-        job the rules or the store choke on holds up no other (it is logged and passed over
-        until it changes)."""
+    def _judge(self, batch: list[tuple[int, int]], now: datetime) -> int:
+        """Judge a batch of (job id, key); if it fails other than by an outage, each job on
+        its own, so one job the rules or the store choke on holds up no other (it is logged
+        and passed over until it changes)."""
         try:
-            return judge_jobs(job_ids, self.settings, now)
+            return judge_jobs([job_id for job_id, _ in batch], self.settings, now)
         except (OperationalError, InterfaceError):
             raise
         except Exception:
-            logger.exception("alerts: judging %d job(s) together failed; one by one", len(job_ids))
+            logger.exception("alerts: judging %d job(s) together failed; one by one", len(batch))
         recorded = 0
-        for job_id in job_ids:
+        for job_id, key in batch:
             try:
                 recorded += judge_jobs([job_id], self.settings, now)
             except (OperationalError, InterfaceError):
                 raise
             except Exception:
                 logger.exception("alerts: judging job %d failed", job_id)
+                self.failing[job_id] = key
+            else:
+                self.failing.pop(job_id, None)
         return recorded
 
     def _candidates(self, now: datetime, wide: bool) -> Iterator[tuple[Any, ...]]:

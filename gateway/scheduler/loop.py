@@ -410,8 +410,8 @@ class Scheduler:
         self._next_sync = tick + (SYNC_RETRY_SECONDS if starting else RESYNC_SECONDS)
 
         def sync() -> None:
-            try:  # the time it applies at, not when the loop asked (a manifest may be slow)
-                self._sync_now(self.clock.now(), tick)
+            try:
+                self._sync_now(tick)
             except Exception:  # a bug must not stop the gateway: the next resync tries again
                 logger.exception("sync failed")
             finally:
@@ -421,9 +421,9 @@ class Scheduler:
         self._syncing = threading.Thread(target=sync, name="sync", daemon=True)
         self._syncing.start()
 
-    def _sync_now(self, now: datetime, tick: float) -> None:
-        try:
-            report = self._resync.run(now, tick)
+    def _sync_now(self, tick: float) -> None:
+        try:  # applied at its own time, not when the loop asked (a manifest may be slow)
+            report = self._resync.run(self.clock.now, tick)
         except GatewayError as e:  # a bad jobs file: say so, keep scheduling what is stored
             logger.error("sync: %s", e.message)
             return
@@ -530,7 +530,7 @@ class Scheduler:
         self.caller.close()
         if self._alerts is not None:
             self._alerts.join(self.pacing.shutdown_grace)
-        if self._syncing is not None:  # what it writes is one transaction: safe to cut short
+        if self._syncing is not None:  # it writes in transactions: safe to cut short
             self._syncing.join(SYNC_JOIN_SECONDS)
         try:
             if self.active:

@@ -8,6 +8,7 @@ change in the store shows in one aggregate query, so most resyncs end there.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from typing import cast
@@ -36,11 +37,12 @@ class Resync:
         self._seen: tuple[str, tuple[Any, ...]] | None = None  # after the last clean sync
         self._full_at = 0.0
 
-    def run(self, now: datetime, tick: float) -> SyncReport | None:
+    def run(self, now: Callable[[], datetime], tick: float) -> SyncReport | None:
         """Sync, or return None if nothing changed since the last sync without errors.
 
-        `tick` is monotonic seconds (the full-sync rhythm). A bad jobs file raises GatewayError
-        as sync_jobs does, and the next call tries again.
+        `now` is read once the sources are in (a manifest may take seconds); `tick` is
+        monotonic seconds (the full-sync rhythm). A bad jobs file raises GatewayError as
+        sync_jobs does, and the next call tries again.
         """
         sources = read_sources(self.settings)
         # The store as it was before applying: a change made meanwhile, by this sync or anyone
@@ -49,7 +51,7 @@ class Resync:
         if seen == self._seen and tick < self._full_at:
             return None
         self._seen = None
-        report = apply_sources(sources, self.settings, now)
+        report = apply_sources(sources, self.settings, now())
         if not report.errors:  # a sync with errors is tried in full again, errors logged again
             self._seen = seen
             self._full_at = tick + self.full_every
