@@ -438,3 +438,32 @@ def test_a_wall_clock_step_does_not_kill_a_run_that_beats(db: str, clock: FakeCl
     clock.advance(seconds=11)  # then the worker really stops beating
     assert sweep(reaper, clock) == 1
     assert Run.get_by_id(run.id).status == "abandoned"
+
+
+def test_a_job_another_transaction_references_is_still_claimed(db: str, clock: FakeClock) -> None:
+    """Inserting a run or an alert share-locks the job row it references (PostgreSQL's
+    FOR KEY SHARE); a claim must not pass that job over (SKIP LOCKED) for it."""
+    import sqlite3
+    import threading
+
+    import psycopg2
+
+    job = make_job(clock)
+    clock.advance(seconds=1)
+    if db.startswith("sqlite"):  # one writer at a time: the claim waits for it, then claims
+        path = db.removeprefix("sqlite:///")
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+        threading.Timer(0.3, lambda: other.execute("COMMIT")).start()
+        assert claims.claim_due_slots(clock.now()) == 1
+        other.close()
+    else:
+        other = psycopg2.connect(db)
+        try:
+            with other.cursor() as cur:  # what a run's INSERT takes on its job, till commit
+                cur.execute("SELECT 1 FROM job WHERE id = %s FOR KEY SHARE", (job.id,))
+            assert claims.claim_due_slots(clock.now()) == 1
+        finally:
+            other.rollback()
+            other.close()
+    assert statuses(job) == [("queued", "09:00:01")]

@@ -71,9 +71,19 @@ class Dispatch:
 M = TypeVar("M", bound=Model)
 
 
+# The row lock a claim or a take holds on PostgreSQL: FOR NO KEY UPDATE (what its UPDATE takes
+# anyway) excludes other gateways' claims, but not the key-share lock that inserting a row
+# referencing a job takes (a run, an alert). Under FOR UPDATE, SKIP LOCKED passed over every
+# job some other transaction was inserting a run or an alert for. (peewee takes the clause as
+# a string; its stubs say bool.)
+_ROW_LOCK = "FOR NO KEY UPDATE"
+
+
 def _locked(query: ModelSelect[M]) -> ModelSelect[M]:
     """Return `query` locking its rows against other gateways (PostgreSQL), skipping locked ones."""
-    return query if is_sqlite() else query.for_update(skip_locked=True)
+    if is_sqlite():
+        return query
+    return query.for_update(_ROW_LOCK, skip_locked=True)  # type: ignore[arg-type]  # str is fine
 
 
 def schedule_of(expr: str | None, tz: str, name: str) -> Schedule:
@@ -246,7 +256,7 @@ def take_due_runs(
             .limit(limit)
         )
         if not is_sqlite():
-            query = query.for_update(of=Run, skip_locked=True)
+            query = query.for_update(_ROW_LOCK, of=Run, skip_locked=True)  # type: ignore[arg-type]
         batch = list(query)
         if not batch:
             return []
