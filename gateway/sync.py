@@ -148,11 +148,12 @@ def apply_sources(sources: Sources, settings: Settings, now: datetime) -> SyncRe
     # claims) would wait that long. What could change a verdict meanwhile is another sync,
     # whose file then wins until the next one.
     settled = _settled(declared)
-    gone = _orphans(declared, keep, failed, settings)
-    if gone:  # a job leaves (renamed, removed): its successor and its end land together
+    if _orphans(declared, keep, failed, settings):
+        # A job leaves (renamed, removed): its successor and its end land together, and which
+        # jobs leave is read again under the write lock (an operator may have deleted one).
         with write_transaction():
             _apply(declared, settled, now, report)  # its chunks are savepoints here
-            _mark_orphaned(gone, now, report)
+            _mark_orphaned(_orphans(declared, keep, failed, settings), now, report)
     else:
         _apply(declared, settled, now, report)
     return report

@@ -503,6 +503,8 @@ def test_a_job_the_rules_choke_on_holds_up_no_other_in_its_batch(
     caplog.clear()
     assert evaluator.evaluate(clock.advance(seconds=1)) == 0
     assert "judging" not in caplog.text  # passed over until it changes, late or not
+    evaluator.evaluate(clock.advance(minutes=15))
+    assert f"alerts: judging job {jobs[1].id} failed" in caplog.text  # or for a while
     run = runs.start_run(jobs[1], runs.Origin(), "cron", None, clock.now())
     runs.finish_run(run.id, "success", clock.now(), duration_ms=1)
     monkeypatch.setattr(rules, "judge", real_judge)  # fixed, and it ran again

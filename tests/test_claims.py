@@ -454,9 +454,13 @@ def test_a_job_another_transaction_references_is_still_claimed(db: str, clock: F
         path = db.removeprefix("sqlite:///")
         other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         other.execute("BEGIN IMMEDIATE")
-        threading.Timer(0.3, lambda: other.execute("COMMIT")).start()
-        assert claims.claim_due_slots(clock.now()) == 1
-        other.close()
+        commit = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+        commit.start()
+        try:
+            assert claims.claim_due_slots(clock.now()) == 1
+        finally:
+            commit.join()
+            other.close()
     else:
         other = psycopg2.connect(db)
         try:

@@ -44,6 +44,7 @@ logger = logging.getLogger("gateway.alerts")
 
 HISTORY = 20  # newest finished runs a judgement looks at
 _PG_JUDGE_LOCKS = 0x4A554447  # "JUDG": the first key of the advisory lock per judged job
+FAILED_RETRY = timedelta(minutes=15)  # a job whose judgement failed is tried again after this
 JUDGE_BATCH = 50  # jobs judged in one transaction (SQLite: at most 500 in a UNION ALL)
 _BULK = 500  # jobs settled per query in the bulk pass
 _SPAN = 4 * _BULK  # at most this many ids in the range one bulk query reads
@@ -106,9 +107,9 @@ class AlertEvaluator:
     wide_since: datetime | None = None
     # job id -> the hash of (last_run_at, updated_at) it was judged at.
     judged: KeysById = field(default_factory=KeysById)
-    # job id -> the key its judgement failed at (a bug, a value the store refuses): not
-    # judged again, late or not, until it changes.
-    failing: dict[int, int] = field(default_factory=dict)
+    # job id -> (the key its judgement failed at, when to try again): a bug or a value the
+    # store refuses fails every round; it is tried again when the job changes, or later.
+    failing: dict[int, tuple[int, datetime]] = field(default_factory=dict)
     _delivery: threading.Thread | None = None
 
     def evaluate(self, now: datetime, between: Callable[[], bool] | None = None) -> int:
@@ -124,8 +125,11 @@ class AlertEvaluator:
         again: list[tuple[int, int]] = []  # (job id, key) to judge, in batches
         for job_id, last_run_at, updated_at, late in self._candidates(now, wide):
             key = hash((last_run_at, updated_at))
-            if self.failing.get(job_id) == key:
-                continue
+            if job_id in self.failing:
+                failed_at, retry_at = self.failing[job_id]
+                if failed_at == key and now < retry_at:
+                    continue
+                del self.failing[job_id]
             if last_run_at is None and job_id not in self.judged and not late:
                 fresh[job_id] = key
                 fresh_ids.append(job_id)
@@ -148,7 +152,7 @@ class AlertEvaluator:
     def _judge(self, batch: list[tuple[int, int]], now: datetime) -> int:
         """Judge a batch of (job id, key); if it fails other than by an outage, each job on
         its own, so one job the rules or the store choke on holds up no other (it is logged
-        and passed over until it changes)."""
+        and passed over until it changes, or for FAILED_RETRY)."""
         try:
             return judge_jobs([job_id for job_id, _ in batch], self.settings, now)
         except (OperationalError, InterfaceError):
@@ -163,9 +167,7 @@ class AlertEvaluator:
                 raise
             except Exception:
                 logger.exception("alerts: judging job %d failed", job_id)
-                self.failing[job_id] = key
-            else:
-                self.failing.pop(job_id, None)
+                self.failing[job_id] = (key, now + FAILED_RETRY)
         return recorded
 
     def _candidates(self, now: datetime, wide: bool) -> Iterator[tuple[Any, ...]]:
