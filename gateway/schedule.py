@@ -163,12 +163,7 @@ def cached_next_time(expr: str, tz: str, name: str | None, after: datetime) -> d
     """Return the first fire time strictly after the aware `after`, or None if the calendar
     ends first; remembered per (schedule, after), so a sync that gives 100,000 jobs on sixty
     expressions their first slot computes sixty (croniter: about 0.1 ms each)."""
-    return _next_cached(expr, tz, _hashed_name(expr, name), after)
-
-
-@lru_cache(maxsize=4096)
-def _next_cached(expr: str, tz: str, name: str | None, after: datetime) -> datetime | None:
-    times = _cached(expr, tz, name).next_times(after, 1)
+    times = remembered_next_times(cached_schedule(expr, tz, name))(after, 1)
     return times[0] if times else None
 
 

@@ -122,7 +122,21 @@ def read_sources(
     finally:
         if session is None:
             own.close()
-    return Sources(path, path.read_bytes() if path.is_file() else None, tuple(manifests))
+    return Sources(path, _read_jobs_file(path), tuple(manifests))
+
+
+def _read_jobs_file(path: Path) -> bytes | None:
+    """Return the jobs file's bytes, None if there is none; raise ValidationError if it exists
+    but cannot be read (permissions, a directory), so nothing is synced and nothing changes."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise ValidationError(
+            f"{path}: cannot read the jobs file: {e.strerror or type(e).__name__}",
+            field="jobs_file",
+        ) from None
 
 
 def apply_sources(sources: Sources, settings: Settings, now: datetime) -> SyncReport:
@@ -148,12 +162,11 @@ def apply_sources(sources: Sources, settings: Settings, now: datetime) -> SyncRe
     # claims) would wait that long. What could change a verdict meanwhile is another sync,
     # whose file then wins until the next one.
     settled = _settled(declared)
-    if _orphans(declared, keep, failed, settings):
-        # A job leaves (renamed, removed): its successor and its end land together, and which
-        # jobs leave is read again under the write lock (an operator may have deleted one).
+    gone = _orphans(declared, keep, failed, settings)
+    if gone:  # a job leaves (renamed, removed): its successor and its end land together
         with write_transaction():
             _apply(declared, settled, now, report)  # its chunks are savepoints here
-            _mark_orphaned(_orphans(declared, keep, failed, settings), now, report)
+            _mark_orphaned(gone, now, report)
     else:
         _apply(declared, settled, now, report)
     return report
@@ -279,13 +292,15 @@ def _apply_chunk(
     report: SyncReport,
 ) -> None:
     rest = [name for name in chunk if name not in settled]
-    if rest:
-        query = Job.select().where(in_list(Job.name, rest)).order_by(Job.id)  # lock order
-        # PostgreSQL: the gateway's claims may advance these rows meanwhile (SQLite's write
-        # transaction excludes them already); locked, a claim passes them over for a moment.
-        existing = {j.name: j for j in (query if is_sqlite() else query.for_update())}
-    else:
-        existing = {}
+    existing = {j.name: j for j in Job.select().where(in_list(Job.name, rest))} if rest else {}
+    mine = [j.id for j in existing.values() if j.source in SYNCED_SOURCES and not j.deleted_at]
+    if mine and not is_sqlite():
+        # PostgreSQL: the gateway's claims may advance the rows `_update` changes meanwhile
+        # (SQLite's write transaction excludes them already): read again, locked in id order.
+        # Only those: a claim passes a locked job over, and a job of that name made by the API
+        # (an error each sync) must not lose a slot to that.
+        locked = Job.select().where(in_list(Job.id, mine)).order_by(Job.id).for_update()
+        existing.update({j.name: j for j in locked})
     new: list[Job] = []
     for name in chunk:
         decl, job = declared[name], existing.get(name)
@@ -382,12 +397,19 @@ def _orphans(
 
 
 def _mark_orphaned(gone: list[tuple[int, str]], now: datetime, report: SyncReport) -> None:
-    ids = [job_id for job_id, _ in gone]
+    """Orphan the `gone` jobs still live and synced: they were read before the write lock, and
+    an operator may have deleted one (or made it again through the API) meanwhile."""
+    names = dict(gone)
+    ids = sorted(names)
+    still = Job.source.in_(SYNCED_SOURCES) & Job.deleted_at.is_null() & Job.orphaned_at.is_null()
     for start in range(0, len(ids), _CHUNK):
+        chunk = in_list(Job.id, ids[start : start + _CHUNK]) & still
+        orphaned = [job.id for job in Job.select(Job.id).where(chunk)]
         Job.update(orphaned_at=now, next_run_at=None, updated_at=now).where(
-            in_list(Job.id, ids[start : start + _CHUNK]) & Job.orphaned_at.is_null()
+            in_list(Job.id, orphaned)
         ).execute()
-    report.orphaned.extend(sorted(name for _, name in gone))
+        report.orphaned.extend(names[job_id] for job_id in orphaned)
+    report.orphaned.sort()
 
 
 def _served_by(url: str, apps: list[str], settings: Settings) -> bool:

@@ -571,3 +571,16 @@ def test_a_renamed_job_and_its_predecessor_change_in_one_transaction(
     monkeypatch.undo()
     report = sync(live, clock)
     assert (report.created, report.orphaned) == (["report-v2"], ["report"])
+
+
+def test_a_jobs_file_that_cannot_be_read_is_a_clear_error_and_changes_nothing(
+    live: Settings, clock: FakeClock, tmp_path: Path
+) -> None:
+    sync(live, clock)
+    before = snapshot()
+    unreadable = replace(live, jobs_file=str(tmp_path))  # a directory: read_bytes fails
+    with pytest.raises(ValidationError, match="cannot read the jobs file: Is a directory"):
+        sync(unreadable, clock)
+    with pytest.raises(ValidationError, match="cannot read the jobs file"):
+        Resync(unreadable).run(clock.now, tick=0)
+    assert snapshot() == before

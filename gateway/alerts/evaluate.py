@@ -19,7 +19,6 @@ from dataclasses import field
 from datetime import datetime
 from datetime import timedelta
 from functools import lru_cache
-from itertools import pairwise
 from typing import Any
 from typing import cast
 
@@ -107,9 +106,9 @@ class AlertEvaluator:
     wide_since: datetime | None = None
     # job id -> the hash of (last_run_at, updated_at) it was judged at.
     judged: KeysById = field(default_factory=KeysById)
-    # job id -> (the key its judgement failed at, when to try again): a bug or a value the
-    # store refuses fails every round; it is tried again when the job changes, or later.
-    failing: dict[int, tuple[int, datetime]] = field(default_factory=dict)
+    # job id -> when to try again a judgement that failed (a bug, a value the store refuses):
+    # a late job is looked at every round, and would fail every round until it changes.
+    failing: dict[int, datetime] = field(default_factory=dict)
     _delivery: threading.Thread | None = None
 
     def evaluate(self, now: datetime, between: Callable[[], bool] | None = None) -> int:
@@ -126,9 +125,8 @@ class AlertEvaluator:
         for job_id, last_run_at, updated_at, late in self._candidates(now, wide):
             key = hash((last_run_at, updated_at))
             if job_id in self.failing:
-                failed_at, retry_at = self.failing[job_id]
-                if failed_at == key and now < retry_at:
-                    continue
+                if self.judged.get(job_id) == key and now < self.failing[job_id]:
+                    continue  # unchanged since it failed
                 del self.failing[job_id]
             if last_run_at is None and job_id not in self.judged and not late:
                 fresh[job_id] = key
@@ -160,14 +158,14 @@ class AlertEvaluator:
         except Exception:
             logger.exception("alerts: judging %d job(s) together failed; one by one", len(batch))
         recorded = 0
-        for job_id, key in batch:
+        for job_id, _ in batch:
             try:
                 recorded += judge_jobs([job_id], self.settings, now)
             except (OperationalError, InterfaceError):
                 raise
             except Exception:
                 logger.exception("alerts: judging job %d failed", job_id)
-                self.failing[job_id] = (key, now + FAILED_RETRY)
+                self.failing[job_id] = now + FAILED_RETRY
         return recorded
 
     def _candidates(self, now: datetime, wide: bool) -> Iterator[tuple[Any, ...]]:
@@ -207,8 +205,7 @@ class AlertEvaluator:
             f"UPDATE {Job._meta.table_name} SET late_at = {param} "
             f"WHERE id = {param} AND last_run_at IS NULL"
         )
-        ordered = all(a < b for a, b in pairwise(ids))  # a first round reads by id
-        for low, high in _id_ranges(ids if ordered else array("q", sorted(ids))):
+        for low, high in _id_ranges(array("q", sorted(ids))):  # linear if sorted already
             # A range of ids, not an IN list of 500 values (building that costs more than
             # the query); rows in it that are not fresh are passed over.
             rows = Job.select(*_JUDGED).where(
@@ -330,10 +327,6 @@ _JUDGED = (
     Job.created_at,
     Job.late_at,
 )
-
-
-def job_open(job_id: int) -> object:
-    return (Alert.job == job_id) & (Alert.state == "open")
 
 
 def expectation(job: Job, settings: Settings) -> rules.Expectation:

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
-from functools import lru_cache
 
 from gateway.errors import GatewayError
 from gateway.schedule import Schedule
 from gateway.schedule import cached_schedule
+from gateway.schedule import remembered_next_times
 
 FAILED = ("error", "timeout", "abandoned")
 COUNTED = (*FAILED, "success")  # skipped, canceled and missed runs say nothing either way
@@ -125,10 +125,9 @@ def _next_slot(job: Expectation, after: datetime) -> tuple[datetime, timedelta] 
     return following[1], tolerance  # `after` was an early start of following[0]
 
 
-@lru_cache(maxsize=4096)
-def _following(schedule: Schedule, after: datetime) -> tuple[datetime, ...]:
+def _following(schedule: Schedule, after: datetime) -> list[datetime]:
     """The two fire times after `after` (jobs made together share their first judgement)."""
-    return tuple(schedule.next_times(after, 2))
+    return remembered_next_times(schedule)(after, 2)
 
 
 def _schedule(job: Expectation) -> Schedule | None:

@@ -64,7 +64,7 @@ SYNC_RETRY_SECONDS = 5  # at start, until the apps answer
 SYNC_START_ATTEMPTS = 12
 RESYNC_SECONDS = 300
 SYNC_JOIN_SECONDS = 5.0  # at shutdown, for a sync going on
-FIRST_SYNC_WAIT_SECONDS = 2.0  # a round waits this long for the start-up sync, then renews
+FIRST_SYNC_WAIT_SECONDS = 5.0  # a round waits this long for the start-up sync, then renews
 MAX_BACKOFF_SECONDS = 30.0
 PRUNE_EVERY_SECONDS = 24 * 3600
 INT32_MAX = 2**31 - 1
@@ -202,11 +202,20 @@ class Scheduler:
         now = self.clock.now()
         sent = self._send_due(now) if self.active else 0  # the due moment before housekeeping
         self._housekeeping(now)
-        if not self.active or not self._first_sync.wait(FIRST_SYNC_WAIT_SECONDS):
+        if not self.active or not self._first_sync_ended():
             return bool(sent)  # claims wait for what the apps declare now (a removed job)
         claimed = claims.claim_due_slots(now, ahead=self._claim_ahead)
         sent += self._send_due(now)
         return bool(claimed or sent)
+
+    def _first_sync_ended(self) -> bool:
+        """Wait up to FIRST_SYNC_WAIT_SECONDS (real time) for the start-up sync; False if it
+        is still going (the next round renews the lease and waits again) or on SIGTERM."""
+        deadline = time.monotonic() + FIRST_SYNC_WAIT_SECONDS
+        while not self._first_sync.wait(0.05):
+            if self.stopping.is_set() or time.monotonic() >= deadline:
+                return False
+        return True
 
     def _send_due(self, now: datetime) -> int:
         """Take the queued runs due at `now` and hand them to the dispatcher; return how many."""
@@ -450,9 +459,9 @@ class Scheduler:
             self.wake.set()  # a new or rescheduled job may be due before the loop would look
 
     def _evaluate_alerts_in_background(self, now: datetime) -> None:
-        """Judge the jobs that changed in a thread, one at a time: with thousands of jobs
-        running every few seconds this is thousands of short transactions, which must not
-        hold up the next claim. A round still going when the next is due is left to finish."""
+        """Judge the jobs that changed in a thread, in batches of short transactions: with
+        thousands of jobs running every few seconds that must not hold up the next claim. A
+        round still going when the next is due is left to finish."""
         if self._alerts is not None and self._alerts.is_alive():
             return
         self._alert_hold_left = ALERT_HOLD_SECONDS
