@@ -126,6 +126,7 @@ class Scheduler:
         self._first_sync = threading.Event()  # the first sync ended, however it went
         self._failures = 0  # rounds failed in a row because the database was unavailable
         self._alerts: threading.Thread | None = None  # the alert evaluation going on, if any
+        self._judge_due = False  # housekeeping asks for a judging round after the claims
         self._alert_hold_left = ALERT_HOLD_SECONDS
         first_prune = self.pacing.prune_after_seconds
         self._next_prune = None if first_prune is None else self.clock.monotonic() + first_prune
@@ -206,6 +207,9 @@ class Scheduler:
             return bool(sent)  # claims wait for what the apps declare now (a removed job)
         claimed = claims.claim_due_slots(now, ahead=self._claim_ahead)
         sent += self._send_due(now)
+        if self._judge_due:  # after the claims: see _evaluate_alerts_in_background
+            self._judge_due = False
+            self._evaluate_alerts_in_background(now)
         return bool(claimed or sent)
 
     def _first_sync_ended(self) -> bool:
@@ -396,7 +400,7 @@ class Scheduler:
             self._prune_in_background(now)
         for job in resume_due(now):
             logger.info("job %s resumed: its pause ended", job.name)
-        self._evaluate_alerts_in_background(now)
+        self._judge_due = True
         claims.mark_lost_gateways(now, self.lease)
         dead = self.reaper.dead(claims.pulses(), now, self.clock.monotonic())
         reaped = claims.abandon(dead, now) if dead else 0
@@ -461,7 +465,12 @@ class Scheduler:
     def _evaluate_alerts_in_background(self, now: datetime) -> None:
         """Judge the jobs that changed in a thread, in batches of short transactions: with
         thousands of jobs running every few seconds that must not hold up the next claim. A
-        round still going when the next is due is left to finish."""
+        round still going when the next is due is left to finish.
+
+        It starts after the round's claims, never before: on PostgreSQL a judgement's UPDATE
+        of `late_at` locks the job's row for a moment, and a claim passes a locked row over
+        (SKIP LOCKED) until the next round. Judging also waits for the first sync, so a job
+        the apps no longer declare is not judged late."""
         if self._alerts is not None and self._alerts.is_alive():
             return
         self._alert_hold_left = ALERT_HOLD_SECONDS
