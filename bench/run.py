@@ -33,6 +33,7 @@ from datetime import UTC
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -628,10 +629,11 @@ def load(url: str, headers: dict[str, str], seconds: float, concurrency: int) ->
 
 
 def run_endpoint(scenario: Scenario, args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    result: dict[str, Any] = {"seconds": args.seconds, "concurrency": 8}
+    database = urlsplit(args.database_url).scheme if args.database_url else "sqlite"
+    result: dict[str, Any] = {"seconds": args.seconds, "concurrency": 8, "database": database}
     env = dict(os.environ)
     env.update(
-        GATEWAY_DATABASE_URL=f"sqlite:///{work / 'endpoint.db'}",
+        GATEWAY_DATABASE_URL=args.database_url or f"sqlite:///{work / 'endpoint.db'}",
         GATEWAY_CRON_TOKEN=TOKEN,
         GATEWAY_CONFIG=str(work / "none.toml"),
         PYTHONPATH=os.pathsep.join(p for p in (CODE, str(ROOT)) if p),
@@ -718,6 +720,12 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=int, default=None, help="window (default 60; endpoint 8)")
     parser.add_argument("--drain", type=float, default=None)
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="endpoint: the apps' database (default: a fresh SQLite file), e.g.\n"
+        "postgresql://postgres@127.0.0.1:5432/bench",
+    )
     parser.add_argument("--workers", type=int, default=32, help="gateway_workers")
     parser.add_argument("--per-host", type=int, default=256, help="gateway_per_host")
     parser.add_argument("--idle-seconds", type=int, default=30)

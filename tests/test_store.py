@@ -15,6 +15,7 @@ from gateway.store import leases
 from gateway.store import run_queries
 from gateway.store import runs
 from gateway.store.db import database
+from gateway.store.db import write_transaction
 from gateway.store.jobs import ensure_job
 from gateway.store.migrate import LATEST
 from gateway.store.migrate import ensure_schema
@@ -54,6 +55,16 @@ def test_a_lease_has_one_holder_until_it_expires(db: str, clock: FakeClock) -> N
     assert leases.current("job:x").holder == "b"
     leases.release("job:x", "b")
     assert leases.current("job:x") is None
+
+
+def test_a_held_lease_refused_inside_a_transaction_leaves_it_usable(
+    db: str, clock: FakeClock
+) -> None:
+    leases.acquire("job:x", "a", TTL, clock.now())
+    with write_transaction():  # on PostgreSQL a failed INSERT would abort it: none fails
+        assert leases.acquire("job:x", "b", TTL, clock.now()) == (False, None)
+        assert leases.acquire("job:y", "b", TTL, clock.now()) == (True, None)
+    assert (leases.current("job:x").holder, leases.current("job:y").holder) == ("a", "b")
 
 
 def test_a_renewed_lease_does_not_expire(db: str, clock: FakeClock) -> None:
@@ -141,6 +152,62 @@ def test_finishing_a_run_updates_the_job(db: str, clock: FakeClock) -> None:
         assert (job.last_status, job.consecutive_failures) == (status, failures)
         assert job.last_run_at == clock.now()
     assert not runs.finish_run(run.id, "error", clock.now())  # already ended
+
+
+def test_the_endpoint_ends_its_run_and_counts_it_on_the_job(db: str, clock: FakeClock) -> None:
+    job = _job(clock)
+    for status, failures in [("error", 1), ("timeout", 2), ("skipped", 2), ("success", 0)]:
+        run = runs.start_run(job, runs.Origin(), "c", None, clock.now())
+        clock.advance(seconds=1)
+        ending = runs.Ending(1000, {"n": 1}, "boom", "stack", "log", 3, 4)
+        assert runs.end_running(run.id, job.id, status, clock.now(), ending)
+        stored, job = Run.get_by_id(run.id), Job.get_by_id(job.id)
+        assert (stored.status, stored.finished_at, stored.duration_ms) == (
+            status, clock.now(), 1000,
+        )  # fmt: skip
+        assert (stored.summary, stored.error, stored.error_stack, stored.log) == (
+            {"n": 1}, "boom", "stack", "log",
+        )  # fmt: skip
+        assert (stored.progress_done, stored.progress_total) == (3, 4)
+        assert (job.last_status, job.consecutive_failures) == (status, failures)
+        assert job.last_run_at == clock.now()
+    # Ended already (the gateway gave up on it): nothing changes, the job counts nothing.
+    assert not runs.end_running(run.id, job.id, "error", clock.now(), runs.Ending(5))
+    assert Run.get_by_id(run.id).status == "success"
+    assert Job.get_by_id(job.id).consecutive_failures == 0
+
+
+def test_an_abandoned_run_takes_the_endpoints_late_outcome(db: str, clock: FakeClock) -> None:
+    job = _job(clock)
+    run = runs.start_run(job, runs.Origin(), "c", None, clock.now())
+    clock.advance(seconds=35)
+    assert runs.abandon_stale(job, clock.now(), TTL) == 1
+    assert Job.get_by_id(job.id).consecutive_failures == 1
+    assert runs.end_running(run.id, job.id, "success", clock.now(), runs.Ending(35_000))
+    assert Run.get_by_id(run.id).status == "success"
+    assert Job.get_by_id(job.id).consecutive_failures == 0
+
+
+def test_a_new_running_run_is_returned_as_stored(db: str, clock: FakeClock) -> None:
+    job = _job(clock)
+    slot = clock.now() - timedelta(seconds=3)
+    for origin in (runs.Origin(), runs.Origin("manual", None, 2, slot)):
+        run = runs.start_run(job, origin, "cron-box", {"k": [1]}, clock.now())
+        stored = Run.get_by_id(run.id)
+        assert run.__data__ == {k: v for k, v in stored.__data__.items() if k in run.__data__}
+        assert stored.lateness_ms == (3000 if origin.scheduled_for else None)
+    assert Run.select().count() == 2
+
+
+def test_statements_join_an_open_transaction(db: str, clock: FakeClock) -> None:
+    job = _job(clock)
+    run = runs.start_run(job, runs.Origin(), "c", None, clock.now())
+    with pytest.raises(RuntimeError):
+        with database.atomic():  # the caller's transaction: what end_running wrote goes with it
+            assert runs.end_running(run.id, job.id, "error", clock.now(), runs.Ending(1))
+            raise RuntimeError("the caller failed after")
+    assert Run.get_by_id(run.id).status == "running"
+    assert Job.get_by_id(job.id).consecutive_failures == 0
 
 
 def test_a_run_without_heartbeat_is_abandoned_not_left_running(db: str, clock: FakeClock) -> None:

@@ -61,6 +61,7 @@ class Execution:
         run_id: int,
         lease_name: str,
         *,
+        job_id: int,
         clock: Clock,
         heartbeat_seconds: float,
         lease_seconds: float,
@@ -68,6 +69,7 @@ class Execution:
         self.func = func
         self.ctx = ctx
         self.run_id = run_id
+        self.job_id = job_id
         self.lease_name = lease_name
         self.clock = clock
         self.heartbeat_seconds = heartbeat_seconds
@@ -114,18 +116,17 @@ class Execution:
             raise
 
     def _finish(self, result: Result, stack: str | None) -> None:
-        runs.finish_run(
-            self.run_id,
-            result.status,
-            self.clock.now(),
+        progress = self.ctx.progress_value
+        ending = runs.Ending(
             duration_ms=result.duration_ms,
             summary=result.summary,
             error=result.error,
             error_stack=stack,
             log=self.ctx.log_text() or None,
-            progress_done=self.ctx.progress_value[0] if self.ctx.progress_value else None,
-            progress_total=self.ctx.progress_value[1] if self.ctx.progress_value else None,
+            progress_done=progress[0] if progress else None,
+            progress_total=progress[1] if progress else None,
         )
+        runs.end_running(self.run_id, self.job_id, result.status, self.clock.now(), ending)
 
     def beat(self) -> None:
         """Renew the lease and store the log so far (called by the process's heartbeat

@@ -289,6 +289,7 @@ def _execution(cron: CronJobs, definition: JobDef, run: Run, lock: str, payload:
         ctx,
         run.id,
         lock,
+        job_id=run.job_id,
         clock=clock,
         heartbeat_seconds=settings.heartbeat_seconds,
         lease_seconds=settings.lease_seconds,

@@ -6,6 +6,7 @@ import logging
 import select
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,12 @@ def write_transaction() -> Any:
     if isinstance(db, SqliteDatabase):
         return db.atomic("IMMEDIATE")
     return db.atomic()
+
+
+def joined_write_transaction() -> Any:
+    """Return `write_transaction()`, or nothing to enter if a transaction is open already:
+    the statements then join it, with no savepoint around them (two statements fewer)."""
+    return nullcontext() if database.in_transaction() else write_transaction()
 
 
 def retry_while_unavailable(step: Callable[[], T], clock: Clock, patience_s: float) -> T:

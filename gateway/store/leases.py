@@ -5,9 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from datetime import timedelta
 
-from peewee import IntegrityError
-
-from gateway.store.db import database
+from gateway.store import rendered
 from gateway.store.models import Lease
 
 
@@ -15,14 +13,13 @@ def acquire(name: str, holder: str, ttl: timedelta, now: datetime) -> tuple[bool
     """Try to take the lease; return (taken, holder whose expired lease was taken over).
 
     No read-then-write: an INSERT wins a free lease, and an UPDATE guarded by the expiry takes
-    over an expired one, so two processes can never both succeed.
+    over an expired one, so two processes can never both succeed. The INSERT does nothing
+    if the lease exists (no error, so no savepoint around it inside a transaction).
     """
-    try:
-        with database.atomic():
-            Lease.insert(name=name, holder=holder, acquired_at=now, expires_at=now + ttl).execute()
+    values = (name, holder, Lease.acquired_at.db_value(now), Lease.expires_at.db_value(now + ttl))
+    if rendered.execute("lease.insert", _insert_sql, values).rowcount:
         return True, None
-    except IntegrityError:
-        pass  # the lease exists: someone holds it, or held it and it may have expired
+    # The lease exists: someone holds it, or held it and it may have expired.
     previous = Lease.select(Lease.holder).where(Lease.name == name).scalar()
     taken = (
         Lease.update(holder=holder, acquired_at=now, expires_at=now + ttl)
@@ -52,9 +49,24 @@ def renew(name: str, holder: str, ttl: timedelta, now: datetime) -> bool:
 
 def release(name: str, holder: str) -> None:
     """Drop the lease if `holder` holds it (a lost lease is left to its new holder)."""
-    Lease.delete().where((Lease.name == name) & (Lease.holder == holder)).execute()
+    rendered.execute("lease.release", _release_sql, (name, holder))
 
 
 def current(name: str) -> Lease | None:
     """Return the lease row, expired or not."""
     return Lease.get_or_none(Lease.name == name)
+
+
+def _insert_sql(param: str) -> str:
+    columns = (Lease.name, Lease.holder, Lease.acquired_at, Lease.expires_at)
+    return (
+        f"INSERT INTO {Lease._meta.table_name} ({', '.join(c.column_name for c in columns)}) "
+        f"VALUES ({', '.join(param for _ in columns)}) ON CONFLICT DO NOTHING"
+    )
+
+
+def _release_sql(param: str) -> str:
+    return (
+        f"DELETE FROM {Lease._meta.table_name} "
+        f"WHERE {Lease.name.column_name} = {param} AND {Lease.holder.column_name} = {param}"
+    )

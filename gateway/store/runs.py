@@ -9,6 +9,9 @@ from datetime import timedelta
 from typing import Any
 
 from gateway.errors import ConflictError
+from gateway.store import rendered
+from gateway.store.db import is_sqlite
+from gateway.store.db import joined_write_transaction
 from gateway.store.db import write_transaction
 from gateway.store.models import ACTIVE_STATUSES
 from gateway.store.models import Job
@@ -61,9 +64,21 @@ def start_run(
             return _insert_running(job, origin, origin.execution_id, caller, payload, now)
         if run.job_id != job.id or run.status not in ("queued", "dispatched"):
             raise ConflictError(f"run {origin.execution_id} is {run.status}, not dispatched")
+        started = Run.started_at.db_value(now)
+        values = ("running", started, started, caller, run.id, run.status)
+        if not rendered.execute("run.attach", _attach_sql, values).rowcount:
+            raise ConflictError(f"run {origin.execution_id} moved on while it was attached")
         run.status, run.started_at, run.heartbeat_at, run.caller = "running", now, now, caller
-        run.save()
         return run
+
+
+def _attach_sql(param: str) -> str:
+    return (
+        f"UPDATE {Run._meta.table_name} SET {Run.status.column_name} = {param}, "
+        f"{Run.started_at.column_name} = {param}, {Run.heartbeat_at.column_name} = {param}, "
+        f"{Run.caller.column_name} = {param} "
+        f"WHERE {Run.id.column_name} = {param} AND {Run.status.column_name} = {param}"
+    )
 
 
 def started_run(execution_id: str, attempt: int) -> Run | None:
@@ -76,19 +91,37 @@ def started_run(execution_id: str, attempt: int) -> Run | None:
 def _insert_running(
     job: Job, origin: Origin, execution_id: str, caller: str, payload: Any, now: datetime
 ) -> Run:
-    return Run.create(
-        execution_id=execution_id,
-        job=job,
-        trigger=origin.trigger,
-        scheduled_for=origin.scheduled_for,
-        attempt=origin.attempt,
-        status="running",
-        queued_at=now,
-        started_at=now,
-        heartbeat_at=now,
-        lateness_ms=_ms(now - origin.scheduled_for) if origin.scheduled_for else None,
-        caller=caller,
-        payload=payload,
+    """Insert a *running* row and return it (as `Run.create` would, in one rendered INSERT)."""
+    values: dict[Any, Any] = {  # field -> value
+        Run.execution_id: execution_id,
+        Run.job: job.id,
+        Run.trigger: origin.trigger,
+        Run.scheduled_for: origin.scheduled_for,
+        Run.attempt: origin.attempt,
+        Run.status: "running",
+        Run.queued_at: now,
+        Run.started_at: now,
+        Run.heartbeat_at: now,
+        Run.lateness_ms: _ms(now - origin.scheduled_for) if origin.scheduled_for else None,
+        Run.caller: caller,
+        Run.payload: payload,
+    }
+    params = [field.db_value(value) for field, value in values.items()]
+    cursor = rendered.execute("run.insert_running", _insert_running_sql, params)
+    run_id = cursor.lastrowid if is_sqlite() else cursor.fetchone()[0]
+    return Run(id=run_id, **{field.name: value for field, value in values.items()})
+
+
+def _insert_running_sql(param: str) -> str:
+    columns = (
+        Run.execution_id, Run.job, Run.trigger, Run.scheduled_for, Run.attempt, Run.status,
+        Run.queued_at, Run.started_at, Run.heartbeat_at, Run.lateness_ms, Run.caller,
+        Run.payload,
+    )  # fmt: skip
+    return (
+        f"INSERT INTO {Run._meta.table_name} ({', '.join(c.column_name for c in columns)}) "
+        f"VALUES ({', '.join(param for _ in columns)})"
+        + ("" if is_sqlite() else f" RETURNING {Run.id.column_name}")  # SQLite: lastrowid
     )
 
 
@@ -171,6 +204,53 @@ def finish_run(
     return finish(run, status, now, **outcome)
 
 
+@dataclass(frozen=True)
+class Ending:
+    """What the endpoint records at a run's end."""
+
+    duration_ms: int
+    summary: Any = None
+    error: str | None = None
+    error_stack: str | None = None
+    log: str | None = None
+    progress_done: int | None = None
+    progress_total: int | None = None
+
+
+_ENDING: tuple[Any, ...] = (
+    Run.status, Run.finished_at, Run.duration_ms, Run.summary, Run.error, Run.error_stack,
+    Run.log, Run.progress_done, Run.progress_total,
+)  # fmt: skip
+
+
+def end_running(run_id: int, job_id: int, status: str, now: datetime, ending: Ending) -> bool:
+    """Record the end of the endpoint's own run, as `finish_run` does for a run still
+    *running* or *abandoned* (the truth arriving late beats a guess), in two rendered
+    statements; return False if it is in neither status. Inside the caller's transaction
+    if there is one, else in its own."""
+    values = (
+        status, now, ending.duration_ms, ending.summary, ending.error, ending.error_stack,
+        ending.log, ending.progress_done, ending.progress_total,
+    )  # fmt: skip
+    params = [field.db_value(value) for field, value in zip(_ENDING, values, strict=True)]
+    with joined_write_transaction():
+        ended = rendered.execute(
+            "run.end_running", _end_running_sql, [*params, run_id, "running", "abandoned"]
+        ).rowcount
+        if ended:
+            _count_on_job(job_id, status, now)
+    return bool(ended)
+
+
+def _end_running_sql(param: str) -> str:
+    return (
+        f"UPDATE {Run._meta.table_name} SET "
+        + ", ".join(f"{field.column_name} = {param}" for field in _ENDING)
+        + f" WHERE {Run.id.column_name} = {param} "
+        + f"AND {Run.status.column_name} IN ({param}, {param})"
+    )
+
+
 def finish(run: Run, status: str, now: datetime, **outcome: Any) -> bool:
     """End `run` with `status` unless its status changed since it was read; count it on the job.
 
@@ -195,23 +275,32 @@ def finish(run: Run, status: str, now: datetime, **outcome: Any) -> bool:
 def _count_on_job(job_id: int, status: str, now: datetime, runs: int = 1) -> None:
     if status == "missed":
         return  # nothing ran: the job's last run is still the one before
-    failures: Any
     if status in FAILED_STATUSES:
-        failures = Job.consecutive_failures + runs
+        kept, added = 1, runs
     elif status == "success":
-        failures = 0
+        kept, added = 0, 0
     else:  # skipped, canceled: neither a failure nor a recovery
-        failures = Job.consecutive_failures
-    Job.update(last_run_at=now, last_status=status, consecutive_failures=failures).where(
-        Job.id == job_id
-    ).execute()
+        kept, added = 1, 0
+    values = (Job.last_run_at.db_value(now), status, kept, added, job_id)
+    rendered.execute("job.count_run", _count_on_job_sql, values)
+
+
+def _count_on_job_sql(param: str) -> str:
+    failures = Job.consecutive_failures.column_name
+    return (
+        f"UPDATE {Job._meta.table_name} SET {Job.last_run_at.column_name} = {param}, "
+        f"{Job.last_status.column_name} = {param}, "
+        f"{failures} = {failures} * {param} + {param} "  # kept (0 or 1) times, plus the failures
+        f"WHERE {Job.id.column_name} = {param}"
+    )
 
 
 def abandon_stale(job: Job, now: datetime, lease: timedelta) -> int:
     """Mark the job's runs whose heartbeat is older than `lease` *abandoned*; return how many."""
     stale = (Run.job == job) & (Run.status == "running") & (Run.heartbeat_at < now - lease)
-    if not Run.select(Run.id).where(stale).exists():
-        return 0  # the common case: one indexed read, no write
+    probe = (job.id, "running", Run.heartbeat_at.db_value(now - lease))
+    if rendered.execute("run.stale_probe", _stale_probe_sql, probe).fetchone() is None:
+        return 0  # the common case (every call of an endpoint): one indexed read, no write
     with write_transaction():
         # One UPDATE, then the job: runs before the job row, the order in which an ending run
         # takes them too, so the two can never wait on each other (PostgreSQL deadlock).
@@ -223,6 +312,14 @@ def abandon_stale(job: Job, now: datetime, lease: timedelta) -> int:
         if count:
             _count_on_job(job.id, "abandoned", now, count)
     return count
+
+
+def _stale_probe_sql(param: str) -> str:
+    return (
+        f"SELECT 1 FROM {Run._meta.table_name} WHERE {Run.job.column_name} = {param} "
+        f"AND {Run.status.column_name} = {param} AND {Run.heartbeat_at.column_name} < {param} "
+        "LIMIT 1"
+    )
 
 
 def abandon_run(execution_id: str, now: datetime) -> None:
