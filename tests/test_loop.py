@@ -213,6 +213,26 @@ def test_auto_pause_after_consecutive_failures(scheduler: Scheduler, clock: Fake
     assert len(runs_of(row)) == 2
 
 
+def test_a_wake_up_sent_during_a_round_is_not_lost(
+    scheduler: Scheduler, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rounds: list[int] = []
+
+    def one_round() -> float:  # as the writer thread does when it queues a retry due soon
+        rounds.append(1)
+        if len(rounds) == 1:
+            scheduler.wake.set()
+        else:
+            scheduler.stop()
+        return 5.0
+
+    monkeypatch.setattr(scheduler, "_round", one_round)
+    started = clock.now()
+    scheduler._work()
+    assert len(rounds) == 2 and clock.waits == [5.0, 5.0]
+    assert clock.now() == started  # neither sleep lasted: both were woken
+
+
 def test_housekeeping_judges_alerts_off_the_loop_thread(
     scheduler: Scheduler, clock: FakeClock
 ) -> None:

@@ -144,12 +144,18 @@ class Scheduler:
         if not self._start():
             return
         try:
-            while not self.stopping.is_set():
-                delay = self._round()
-                self.wake.clear()
-                self.clock.wait(delay, self.wake)
+            self._work()
         finally:
             self.shutdown()
+
+    def _work(self) -> None:
+        """Do rounds until stopped, sleeping between them. The wake flag is cleared before a
+        round, not after it. A wake-up sent during a round (a retry queued by the writer
+        thread, a job the sync added) then ends the next sleep at once instead of being lost."""
+        while not self.stopping.is_set():
+            self.wake.clear()
+            delay = self._round()
+            self.clock.wait(delay, self.wake)
 
     def _start(self) -> bool:
         """Open the database (waiting while it is down) and register; False if stopped first."""
