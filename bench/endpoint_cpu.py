@@ -4,19 +4,24 @@
 
 Calls `bench.flask_app`'s protected job and bare route through Flask's test client against a
 fresh SQLite file, one call after another (no lock waits, no network), and prints the CPU
-per call of each and how many SQL statements a protected call runs. With --profile, the top
-of cProfile's cumulative table for the protected calls. Nothing here is asserted.
+per call of each and how many SQL statements a protected call runs, and appends them to
+bench/results/runs.jsonl (scenario `endpoint-cpu`). With --profile, the top of cProfile's
+cumulative table for the protected calls (then nothing is appended: the profiler's overhead
+is in the figures). Nothing here is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import json
 import os
 import pstats
 import sys
 import tempfile
 import time
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +65,22 @@ def main() -> None:
     print(f"protected - bare:   {protected_ms - bare_ms:.3f} ms; {statements} SQL statements")
     if profiler is not None:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+        return
+    from bench.run import code_state
+
+    record = {
+        "scenario": "endpoint-cpu",
+        "system": "flask test client",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "python bench/endpoint_cpu.py " + " ".join(sys.argv[1:]),
+        "code": code_state(),
+        "calls": args.calls,
+        "bare_cpu_ms": round(bare_ms, 3),
+        "protected_cpu_ms": round(protected_ms, 3),
+        "protected_statements": statements,
+    }
+    with (ROOT / "bench" / "results" / "runs.jsonl").open("a") as f:
+        f.write(json.dumps(record) + "\n")
 
 
 def _cpu_ms_per_call(call: object, calls: int) -> float:

@@ -690,7 +690,8 @@ def code_state() -> dict[str, Any]:
     return {
         "head": git("rev-parse", "--short", "HEAD").strip(),
         "gateway_diff_sha": hashlib.sha1(diff.encode()).hexdigest()[:10] if diff else None,
-        "gateway_dirty": git("diff", "--name-only", "HEAD", "--", "gateway").split(),
+        "gateway_dirty": git("diff", "--name-only", "HEAD", "--", "gateway").split()
+        + git("ls-files", "--others", "--exclude-standard", "--", "gateway").split(),
     }
 
 

@@ -208,6 +208,57 @@ def test_a_gateway_call_attaches_to_its_run_and_a_replay_is_409(
     assert Run.select().count() == 1 and leases.current("job:hello") is None
 
 
+def test_a_gateway_call_whose_run_moved_meanwhile_is_409_and_frees_the_lock(
+    client: FlaskClient, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = Job.create(
+        name="hello", url="/crons/hello", created_at=clock.now(), updated_at=clock.now()
+    )
+    run = Run.create(
+        execution_id=runs.new_execution_id(),
+        job=job,
+        trigger="manual",
+        status="dispatched",
+        queued_at=clock.now(),
+    )
+    read = Run.get_or_none
+
+    def read_then_moved(*where: Any) -> Run | None:  # the reaper moves it after this read
+        found = read(*where)
+        if found is not None and found.id == run.id:
+            Run.update(status="abandoned").where(Run.id == run.id).execute()
+        return found
+
+    monkeypatch.setattr(Run, "get_or_none", read_then_moved)
+    headers = {**AUTH, "X-Cron-Execution-Id": run.execution_id, "X-Cron-Trigger": "manual"}
+    response = client.post("/crons/hello", headers=headers)
+    assert response.status_code == 409 and "moved on" in response.json["error"]
+    # Not written over as running. (The move made here is undone with the refused attach;
+    # the reaper's, made by another connection, would stay.)
+    assert Run.get_by_id(run.id).status != "running"
+    assert leases.current("job:hello") is None
+
+
+def test_an_external_call_runs_six_statements_and_no_savepoint(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.store.db import database
+
+    assert client.post("/crons/hello", headers=AUTH).status_code == 200  # the job's id is read
+    seen: list[str] = []
+    execute_sql = database.obj.execute_sql
+
+    def counted(sql: str, params: Any = None) -> Any:
+        seen.append(sql)
+        return execute_sql(sql, params)
+
+    monkeypatch.setattr(database.obj, "execute_sql", counted)
+    assert client.post("/crons/hello", headers=AUTH).status_code == 200
+    # The stale check, the lease, the run; its end, the job's counters, the lease's release
+    # (BEGIN and COMMIT are not counted here).
+    assert len(seen) == 6 and not [sql for sql in seen if "SAVEPOINT" in sql.upper()], seen
+
+
 def test_an_async_job_answers_202_at_once_and_records_its_end(client: FlaskClient) -> None:
     started = time.monotonic()
     response = client.post("/crons/background", headers=AUTH)

@@ -233,6 +233,20 @@ def test_a_wake_up_sent_during_a_round_is_not_lost(
     assert clock.now() == started  # neither sleep lasted: both were woken
 
 
+def test_judging_starts_even_when_claiming_fails(
+    scheduler: Scheduler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> int:
+        raise RuntimeError("a bug in claiming")
+
+    monkeypatch.setattr(claims, "claim_due_slots", broken)
+    with pytest.raises(RuntimeError):  # _round logs it and goes on
+        scheduler.run_once()
+    judging = scheduler._alerts  # the scheduler is stuck: alerts are what tells someone
+    assert judging is not None and judging.name == "alerts"
+    judging.join(10)
+
+
 def test_housekeeping_judges_alerts_off_the_loop_thread(
     scheduler: Scheduler, clock: FakeClock
 ) -> None:

@@ -188,6 +188,26 @@ def test_an_abandoned_run_takes_the_endpoints_late_outcome(db: str, clock: FakeC
     assert Job.get_by_id(job.id).consecutive_failures == 0
 
 
+def test_stale_runs_abandoned_together_count_as_that_many_failures(
+    db: str, clock: FakeClock
+) -> None:
+    job = _job(clock)
+    for _ in range(2):
+        runs.start_run(job, runs.Origin(), "c", None, clock.now())
+    clock.advance(seconds=35)
+    assert runs.abandon_stale(job, clock.now(), TTL) == 2
+    assert Job.get_by_id(job.id).consecutive_failures == 2
+
+
+def test_a_canceled_run_keeps_its_end(db: str, clock: FakeClock) -> None:
+    job = _job(clock)
+    run = runs.start_run(job, runs.Origin(), "c", None, clock.now())
+    assert runs.finish_run(run.id, "canceled", clock.now())
+    assert not runs.end_running(run.id, job.id, "error", clock.now(), runs.Ending(1))
+    assert Run.get_by_id(run.id).status == "canceled"
+    assert Job.get_by_id(job.id).consecutive_failures == 0
+
+
 def test_a_new_running_run_is_returned_as_stored(db: str, clock: FakeClock) -> None:
     job = _job(clock)
     slot = clock.now() - timedelta(seconds=3)

@@ -1,7 +1,8 @@
 """Evaluate alerts against the store: judge the jobs that changed or turned late, record one
 alert per state change, and deliver pending alerts in a background thread.
 
-The gateway calls `evaluate_alerts(settings, now)` from its housekeeping (every few seconds).
+The gateway calls `evaluate_alerts(settings, now)` in a thread it starts after a round's
+claims, as often as its housekeeping runs (every few seconds).
 A job is judged again only when its last run or its definition changed, or its `late_at` came.
 """
 

@@ -211,11 +211,13 @@ class Scheduler:
         self._housekeeping(now)
         if not self.active or not self._first_sync_ended():
             return bool(sent)  # claims wait for what the apps declare now (a removed job)
-        claimed = claims.claim_due_slots(now, ahead=self._claim_ahead)
-        sent += self._send_due(now)
-        if self._judge_due:  # after the claims: see _evaluate_alerts_in_background
-            self._judge_due = False
-            self._evaluate_alerts_in_background(now)
+        try:
+            claimed = claims.claim_due_slots(now, ahead=self._claim_ahead)
+            sent += self._send_due(now)
+        finally:  # even if claiming fails every round: then alerts matter most
+            if self._judge_due:  # after the claims: see _evaluate_alerts_in_background
+                self._judge_due = False
+                self._evaluate_alerts_in_background(self.clock.now())
         return bool(claimed or sent)
 
     def _first_sync_ended(self) -> bool:
@@ -473,10 +475,12 @@ class Scheduler:
         thousands of jobs running every few seconds that must not hold up the next claim. A
         round still going when the next is due is left to finish.
 
-        It starts after the round's claims, never before: on PostgreSQL a judgement's UPDATE
-        of `late_at` locks the job's row for a moment, and a claim passes a locked row over
-        (SKIP LOCKED) until the next round. Judging also waits for the first sync, so a job
-        the apps no longer declare is not judged late."""
+        It starts after the round's claims (also when they failed), never before. On
+        PostgreSQL a judgement's UPDATE of `late_at` locks the job's row until it commits, and
+        a claim passes a locked row over (SKIP LOCKED) until the next round: the round that
+        starts judging is not slowed by it. A later round's claim that meets such a lock takes
+        the job in the round after, at once, still within the claim lead. Judging also waits
+        for the first sync, so a job the apps no longer declare is not judged late."""
         if self._alerts is not None and self._alerts.is_alive():
             return
         self._alert_hold_left = ALERT_HOLD_SECONDS

@@ -107,17 +107,17 @@ def _insert_running(
         Run.payload: payload,
     }
     params = [field.db_value(value) for field, value in values.items()]
-    cursor = rendered.execute("run.insert_running", _insert_running_sql, params)
+    columns = tuple(values)  # the statement's columns, in the order of these values
+
+    def build(param: str) -> str:
+        return _insert_running_sql(param, columns)
+
+    cursor = rendered.execute("run.insert_running", build, params)
     run_id = cursor.lastrowid if is_sqlite() else cursor.fetchone()[0]
     return Run(id=run_id, **{field.name: value for field, value in values.items()})
 
 
-def _insert_running_sql(param: str) -> str:
-    columns = (
-        Run.execution_id, Run.job, Run.trigger, Run.scheduled_for, Run.attempt, Run.status,
-        Run.queued_at, Run.started_at, Run.heartbeat_at, Run.lateness_ms, Run.caller,
-        Run.payload,
-    )  # fmt: skip
+def _insert_running_sql(param: str, columns: tuple[Any, ...]) -> str:
     return (
         f"INSERT INTO {Run._meta.table_name} ({', '.join(c.column_name for c in columns)}) "
         f"VALUES ({', '.join(param for _ in columns)})"
@@ -227,7 +227,8 @@ def end_running(run_id: int, job_id: int, status: str, now: datetime, ending: En
     """Record the end of the endpoint's own run, as `finish_run` does for a run still
     *running* or *abandoned* (the truth arriving late beats a guess), in two rendered
     statements; return False if it is in neither status. Inside the caller's transaction
-    if there is one, else in its own."""
+    if there is one (no savepoint: if this raises, that transaction is to be rolled back;
+    on PostgreSQL it is aborted), else in its own."""
     values = (
         status, now, ending.duration_ms, ending.summary, ending.error, ending.error_stack,
         ending.log, ending.progress_done, ending.progress_total,
