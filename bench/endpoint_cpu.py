@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import json
 import os
 import pstats
 import sys
 import tempfile
 import time
-from datetime import UTC
-from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,21 +63,15 @@ def main() -> None:
     if profiler is not None:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
         return
-    from bench.run import code_state
+    from bench.run import append_in_process_result
 
-    record = {
-        "scenario": "endpoint-cpu",
-        "system": "flask test client",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "python bench/endpoint_cpu.py " + " ".join(sys.argv[1:]),
-        "code": code_state(),
+    figures = {
         "calls": args.calls,
         "bare_cpu_ms": round(bare_ms, 3),
         "protected_cpu_ms": round(protected_ms, 3),
         "protected_statements": statements,
     }
-    with (ROOT / "bench" / "results" / "runs.jsonl").open("a") as f:
-        f.write(json.dumps(record) + "\n")
+    append_in_process_result("endpoint-cpu", "flask test client", figures)
 
 
 def _cpu_ms_per_call(call: object, calls: int) -> float:

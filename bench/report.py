@@ -134,7 +134,7 @@ def main() -> None:
     latest: dict[tuple[str, str, Any], dict[str, Any]] = {}
     for line in (RESULTS / "runs.jsonl").read_text().splitlines():
         r = json.loads(line)
-        if r["scenario"] == "endpoint-cpu":  # in process, not a sitting's row (bench/README.md)
+        if r["scenario"] in ("endpoint-cpu", "client-cpu"):  # in process, not a sitting row
             continue
         if r["when"] >= args.since:
             window = r["window"][1] - r["window"][0] if "window" in r else None

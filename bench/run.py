@@ -695,6 +695,22 @@ def code_state() -> dict[str, Any]:
     }
 
 
+def append_in_process_result(scenario: str, system: str, figures: dict[str, Any]) -> None:
+    """Append the figures of an in-process measure (bench/endpoint_cpu.py, client_cpu.py) to
+    results/runs.jsonl, with when, the command and the code measured."""
+    script = Path(sys.argv[0]).name
+    record = {
+        "scenario": scenario,
+        "system": system,
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["python", f"bench/{script}", *sys.argv[1:]]),
+        "code": code_state(),
+    } | figures
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with (RESULTS / "runs.jsonl").open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
 def snapshot_and_exec(rev: str) -> None:
     """Export gateway/ at `rev` to /tmp/bench-code-<sha> and run this command again on it."""
     sha = subprocess.run(

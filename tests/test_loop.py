@@ -240,7 +240,7 @@ def test_judging_starts_even_when_claiming_fails(
         raise RuntimeError("a bug in claiming")
 
     monkeypatch.setattr(claims, "claim_due_slots", broken)
-    with pytest.raises(RuntimeError):  # _round logs it and goes on
+    with pytest.raises(RuntimeError):  # still raised, for _round to log
         scheduler.run_once()
     judging = scheduler._alerts  # the scheduler is stuck: alerts are what tells someone
     assert judging is not None and judging.name == "alerts"

@@ -152,8 +152,10 @@ class Scheduler:
         """Do rounds until stopped, sleeping between them. The wake flag is cleared before a
         round, not after it. A wake-up sent during a round (a retry queued by the writer
         thread, a job the sync added) then ends the next sleep at once instead of being lost."""
-        while not self.stopping.is_set():
+        while True:
             self.wake.clear()
+            if self.stopping.is_set():  # after the clear: a stop() just before it still counts
+                return
             delay = self._round()
             self.clock.wait(delay, self.wake)
 
@@ -215,10 +217,19 @@ class Scheduler:
             claimed = claims.claim_due_slots(now, ahead=self._claim_ahead)
             sent += self._send_due(now)
         finally:  # even if claiming fails every round: then alerts matter most
-            if self._judge_due:  # after the claims: see _evaluate_alerts_in_background
-                self._judge_due = False
-                self._evaluate_alerts_in_background(self.clock.now())
+            self._judge_after_claims()
         return bool(claimed or sent)
+
+    def _judge_after_claims(self) -> None:
+        """Start the judging round housekeeping asked for (see _evaluate_alerts_in_background);
+        never raises, so it cannot mask what the claims raised."""
+        if not self._judge_due:
+            return
+        self._judge_due = False
+        try:
+            self._evaluate_alerts_in_background(self.clock.now())
+        except Exception:  # a thread that cannot start: the next housekeeping asks again
+            logger.exception("alerts: cannot start judging")
 
     def _first_sync_ended(self) -> bool:
         """Wait up to FIRST_SYNC_WAIT_SECONDS (real time) for the start-up sync; False if it
