@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from typing import cast
 
 from gateway.scheduler.planner import should_auto_pause
 from gateway.store.bulk import execute_many
@@ -92,7 +94,8 @@ def record_plain_successes(batch: list[tuple[int, Seen]], now: datetime) -> set[
         )
         if not is_sqlite():
             query = query.order_by(Run.id).for_update()
-        found = {run.id: run.job_id for run in query}
+        pairs = cast(Iterable[tuple[int, int]], query.tuples())  # (run, job): no model a row
+        found = dict(pairs)
         if not found:
             return set()
         fields = (
