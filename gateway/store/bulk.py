@@ -34,6 +34,27 @@ def execute_many(sql: str, rows: Iterable[Sequence[Any]]) -> None:
             execute_batch(cursor, sql, rows, page_size=_PAGE)
 
 
+def insert_sql(
+    model: type[peewee.Model],
+    fields: Sequence[peewee.Field],
+    param: str,
+    *,
+    skip_duplicates: bool = False,
+) -> str:
+    """Return `INSERT INTO table (columns) VALUES (params)` for `fields` of `model`; with
+    `skip_duplicates`, ON CONFLICT DO NOTHING (SQLite 3.24+ and PostgreSQL)."""
+    return (
+        f"INSERT INTO {model._meta.table_name} ({', '.join(f.column_name for f in fields)}) "
+        f"VALUES ({', '.join(param for _ in fields)})"
+        + (" ON CONFLICT DO NOTHING" if skip_duplicates else "")
+    )
+
+
+def assignments(fields: Iterable[peewee.Field], param: str) -> str:
+    """Return `a = param, b = param, …` for an UPDATE's SET."""
+    return ", ".join(f"{field.column_name} = {param}" for field in fields)
+
+
 def insert_rows(
     model: type[peewee.Model], rows: Sequence[dict[str, Any]], *, skip_duplicates: bool = False
 ) -> None:
@@ -43,15 +64,9 @@ def insert_rows(
     raise). Ids are not read back: callers that need them select by a unique key."""
     if not rows:
         return
-    meta = model._meta
     names = list(rows[0])
-    fields = [meta.fields[name] for name in names]
-    param = database.obj.param
-    sql = (
-        f"INSERT INTO {meta.table_name} ({', '.join(f.column_name for f in fields)}) "
-        f"VALUES ({', '.join(param for _ in fields)})"
-        + (" ON CONFLICT DO NOTHING" if skip_duplicates else "")
-    )
+    fields = [model._meta.fields[name] for name in names]
+    sql = insert_sql(model, fields, database.obj.param, skip_duplicates=skip_duplicates)
     pairs = list(zip(fields, names, strict=True))
     for start in range(0, len(rows), _CHUNK):
         execute_many(

@@ -6,6 +6,7 @@ from datetime import datetime
 from datetime import timedelta
 
 from gateway.store import rendered
+from gateway.store.bulk import insert_sql
 from gateway.store.models import Lease
 
 
@@ -59,10 +60,7 @@ def current(name: str) -> Lease | None:
 
 def _insert_sql(param: str) -> str:
     columns = (Lease.name, Lease.holder, Lease.acquired_at, Lease.expires_at)
-    return (
-        f"INSERT INTO {Lease._meta.table_name} ({', '.join(c.column_name for c in columns)}) "
-        f"VALUES ({', '.join(param for _ in columns)}) ON CONFLICT DO NOTHING"
-    )
+    return insert_sql(Lease, columns, param, skip_duplicates=True)
 
 
 def _release_sql(param: str) -> str:

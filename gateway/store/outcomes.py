@@ -9,6 +9,7 @@ from typing import Any
 from typing import cast
 
 from gateway.scheduler.planner import should_auto_pause
+from gateway.store.bulk import assignments
 from gateway.store.bulk import execute_many
 from gateway.store.bulk import in_list
 from gateway.store.db import database
@@ -104,9 +105,8 @@ def record_plain_successes(batch: list[tuple[int, Seen]], now: datetime) -> set[
         )  # fmt: skip
         param = database.obj.param
         sql = (
-            f"UPDATE {Run._meta.table_name} SET "
-            + ", ".join(f"{field.column_name} = {param}" for field in fields)
-            + f" WHERE {Run.id.column_name} = {param}"
+            f"UPDATE {Run._meta.table_name} SET {assignments(fields, param)} "
+            f"WHERE {Run.id.column_name} = {param}"
         )
         finished_at = Run.finished_at.db_value(now)
         rows = [

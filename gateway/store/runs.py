@@ -10,6 +10,8 @@ from typing import Any
 
 from gateway.errors import ConflictError
 from gateway.store import rendered
+from gateway.store.bulk import assignments
+from gateway.store.bulk import insert_sql
 from gateway.store.db import is_sqlite
 from gateway.store.db import joined_write_transaction
 from gateway.store.db import write_transaction
@@ -73,10 +75,9 @@ def start_run(
 
 
 def _attach_sql(param: str) -> str:
+    moved = assignments((Run.status, Run.started_at, Run.heartbeat_at, Run.caller), param)
     return (
-        f"UPDATE {Run._meta.table_name} SET {Run.status.column_name} = {param}, "
-        f"{Run.started_at.column_name} = {param}, {Run.heartbeat_at.column_name} = {param}, "
-        f"{Run.caller.column_name} = {param} "
+        f"UPDATE {Run._meta.table_name} SET {moved} "
         f"WHERE {Run.id.column_name} = {param} AND {Run.status.column_name} = {param}"
     )
 
@@ -110,19 +111,12 @@ def _insert_running(
     columns = tuple(values)  # the statement's columns, in the order of these values
 
     def build(param: str) -> str:
-        return _insert_running_sql(param, columns)
+        returning = "" if is_sqlite() else f" RETURNING {Run.id.column_name}"  # SQLite: lastrowid
+        return insert_sql(Run, columns, param) + returning
 
     cursor = rendered.execute("run.insert_running", build, params)
     run_id = cursor.lastrowid if is_sqlite() else cursor.fetchone()[0]
     return Run(id=run_id, **{field.name: value for field, value in values.items()})
-
-
-def _insert_running_sql(param: str, columns: tuple[Any, ...]) -> str:
-    return (
-        f"INSERT INTO {Run._meta.table_name} ({', '.join(c.column_name for c in columns)}) "
-        f"VALUES ({', '.join(param for _ in columns)})"
-        + ("" if is_sqlite() else f" RETURNING {Run.id.column_name}")  # SQLite: lastrowid
-    )
 
 
 def enqueue(
@@ -245,10 +239,8 @@ def end_running(run_id: int, job_id: int, status: str, now: datetime, ending: En
 
 def _end_running_sql(param: str) -> str:
     return (
-        f"UPDATE {Run._meta.table_name} SET "
-        + ", ".join(f"{field.column_name} = {param}" for field in _ENDING)
-        + f" WHERE {Run.id.column_name} = {param} "
-        + f"AND {Run.status.column_name} IN ({param}, {param})"
+        f"UPDATE {Run._meta.table_name} SET {assignments(_ENDING, param)} "
+        f"WHERE {Run.id.column_name} = {param} AND {Run.status.column_name} IN ({param}, {param})"
     )
 
 
