@@ -2,4 +2,5 @@ from __future__ import annotations
 
 from gateway.cli import main
 
-main()
+if __name__ == "__main__":  # not when a sender process (spawn) imports it as __mp_main__
+    main()
