@@ -50,6 +50,9 @@ class Settings:
     gateway_lease_seconds: float = 10.0
     gateway_workers: int = 32
     gateway_per_host: int = 16
+    # 0: the gateway process makes its calls itself (threads). N: N sender processes make
+    # them, each its share of the workers, so a burst of calls uses N cores.
+    gateway_senders: int = 0
     # Signed calls: the gateway signs with `signing_secret`; endpoints accept it or the next
     # one (a rotation), and refuse unsigned calls when `require_signature` is on.
     signing_secret: str | None = field(default=None, repr=False)
@@ -87,6 +90,8 @@ class Settings:
                 "gateway_lease_seconds, gateway_workers and gateway_per_host must be at least 1",
                 field="gateway_lease_seconds",
             )
+        if not 0 <= self.gateway_senders <= 64:
+            raise ConfigError("gateway_senders must be from 0 to 64", field="gateway_senders")
         if not 0 < self.heartbeat_seconds < self.lease_seconds:
             raise ConfigError(
                 "heartbeat_seconds must be positive and shorter than lease_seconds",

@@ -65,3 +65,19 @@ def test_database_wait_seconds_from_the_file_is_checked(tmp_path: Path, value: s
     with pytest.raises(ConfigError) as e:
         load_settings({}, config_file=str(path))
     assert e.value.field == "database_wait_seconds"
+
+
+@pytest.mark.parametrize("value", ["-1", "65", '"two"'])
+def test_gateway_senders_from_the_file_is_checked(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(f"[gateway]\ngateway_senders = {value}\n")
+    with pytest.raises(ConfigError) as e:
+        load_settings({}, config_file=str(path))
+    assert e.value.field == "gateway_senders"
+
+
+def test_gateway_senders_reads_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text("[gateway]\ngateway_senders = 2\n")
+    assert load_settings({}, config_file=str(path)).gateway_senders == 2
+    assert load_settings({}, config_file="/nonexistent.toml").gateway_senders == 0

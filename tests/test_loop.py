@@ -24,6 +24,8 @@ from gateway.scheduler import loop
 from gateway.scheduler.caller import Outcome
 from gateway.scheduler.loop import LoopSettings
 from gateway.scheduler.loop import Scheduler
+from gateway.scheduler.senders import SenderPool
+from gateway.scheduler.sending import Sent
 from gateway.store import claims
 from gateway.store import leases
 from gateway.store.jobs import next_run_after
@@ -34,6 +36,7 @@ from gateway.store.models import Run
 from gateway.store.runs import enqueue
 from tests.conftest import CRON_TOKEN
 from tests.fakes import FakeClock
+from tests.pids import ended as pid_ended
 from tests.servers import serving
 
 calls: list[dict[str, Any]] = []
@@ -143,8 +146,8 @@ def test_a_batch_with_two_outcomes_of_one_job_is_stored_in_call_order(
         enqueue(row, "manual", clock.now())
     failed, fine = claims.take_due_runs(clock.now(), scheduler.instance, "http://127.0.0.1:1")
     batch = [
-        loop._Sent(failed, Outcome("error", "http", 500, 3, error="HTTP 500"), 0),
-        loop._Sent(fine, Outcome("success", "http", 200, 3), 0),
+        Sent(failed, Outcome("error", "http", 500, 3, error="HTTP 500"), 0),
+        Sent(fine, Outcome("success", "http", 200, 3), 0),
     ]
     scheduler._record_until_stored(batch)  # the writer thread's step
     row = Job.get_by_id(row.id)
@@ -269,8 +272,6 @@ def test_an_outcome_that_cannot_be_stored_ends_its_run_and_spares_the_others(
     scheduler: Scheduler, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from peewee import DataError
-
-    from gateway.scheduler import loop
 
     # "gone" never answers, so only the gateway can record its run (the endpoint of "tick"
     # would record its own, and the gateway's failure would only lose the HTTP facts).
@@ -415,3 +416,49 @@ def test_a_slow_manifest_holds_up_no_claim_and_no_lease(
         finally:
             answer.set()
             s.shutdown()
+
+
+# -- sender processes (gateway_senders) -------------------------------------------------------
+
+
+def test_with_sender_processes_a_due_run_is_called_and_recorded(
+    settings: Settings, clock: FakeClock, app_url: str
+) -> None:
+    s = Scheduler(
+        replace(settings, app_url=app_url, gateway_senders=2),
+        CRON_TOKEN,
+        clock=clock,
+        pacing=LoopSettings(workers=4, per_host=2, prune_after_seconds=None),
+    )
+    try:
+        assert isinstance(s.dispatcher, SenderPool) and len(s.dispatcher.pids) == 2
+        pids = s.dispatcher.pids
+        row = job(clock, "tick")
+        for n in range(2):  # one after the other: the endpoint runs one `tick` at a time
+            enqueue(row, "manual", clock.now(), payload={"n": n})
+            assert round_trip(s)
+        runs = runs_of(row)
+        assert [r.status for r in runs] == ["success"] * 2, [r.error for r in runs]
+        assert [r.http_status for r in runs] == [200, 200] and len(calls) == 2
+        assert {r.gateway for r in runs} == {s.instance}
+        assert [r.summary for r in runs] == [{"n": 1}, {"n": 2}]
+    finally:
+        s.shutdown()
+    assert all(pid_ended(pid) for pid in pids), "shutdown stops the sender processes"
+
+
+def test_runs_of_a_dead_sender_process_are_queued_again_or_abandoned(
+    scheduler: Scheduler, clock: FakeClock
+) -> None:
+    row = job(clock, "tick", overlap="allow", retry_abandoned=False)
+    for _ in range(3):
+        enqueue(row, "manual", clock.now())
+    never_sent, lost, attached = claims.take_due_runs(clock.now(), scheduler.instance, "x")
+    Run.update(status="running").where(Run.id == attached.run_id).execute()  # at its endpoint
+    unsettled = ([never_sent.run_id], [lost.run_id, attached.run_id])
+    scheduler.dispatcher.take_unsettled = lambda: unsettled  # type: ignore[method-assign]
+    scheduler._settle_unsent(clock.now())
+    statuses = {r.id: (r.status, r.error) for r in runs_of(row)}
+    assert statuses[never_sent.run_id] == ("queued", None)  # sent in a later round
+    assert statuses[lost.run_id] == ("abandoned", loop.ABANDONED_BY_SENDER)
+    assert statuses[attached.run_id] == ("running", None)  # its endpoint ends it

@@ -32,6 +32,15 @@ class Dispatcher:
         self._in_flight = 0
         self._unstarted = 0  # handed to the pool, no thread has begun its call yet
 
+    def submit_all(self, dispatches: list[Dispatch]) -> None:
+        for dispatch in dispatches:
+            self.submit(dispatch)
+
+    def take_unsettled(self) -> tuple[list[int], list[int]]:
+        """Return the runs to hand back and those to abandon: none (a call thread always ends
+        its call with an outcome); see SenderPool, whose processes can die."""
+        return [], []
+
     def submit(self, dispatch: Dispatch) -> None:
         host = urlsplit(dispatch.url).netloc
         with self._lock:
@@ -72,6 +81,11 @@ class Dispatcher:
     def starting(self) -> bool:
         """Return True while calls handed to the pool wait for a thread (a burst going out)."""
         return self._unstarted > 0  # one int read: no lock needed for a hint
+
+    @property
+    def unstarted(self) -> int:
+        """Return how many calls handed to the pool wait for a thread."""
+        return self._unstarted
 
     def take_waiting(self) -> list[Dispatch]:
         """Remove and return the runs not sent yet (to hand them back at shutdown)."""

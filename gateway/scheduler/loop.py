@@ -25,7 +25,6 @@ from peewee import InterfaceError
 from peewee import OperationalError
 
 from gateway import outbound
-from gateway import signing
 from gateway.alerts.evaluate import evaluate_alerts
 from gateway.clock import SYSTEM_CLOCK
 from gateway.clock import Clock
@@ -33,14 +32,16 @@ from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.logs import log_context
 from gateway.scheduler.caller import Caller
-from gateway.scheduler.caller import CallRequest
 from gateway.scheduler.caller import Outcome
-from gateway.scheduler.caller import cron_headers
+from gateway.scheduler.dispatch import Dispatcher
 from gateway.scheduler.group_commit import GroupCommit
 from gateway.scheduler.policy import RetryPolicy
 from gateway.scheduler.reaper import Reaper
 from gateway.scheduler.resync import Resync
 from gateway.scheduler.retry import decide_retry
+from gateway.scheduler.senders import SenderPool
+from gateway.scheduler.sending import Sender
+from gateway.scheduler.sending import Sent
 from gateway.store import claims
 from gateway.store import gateways
 from gateway.store import leases
@@ -60,6 +61,7 @@ from gateway.store.runs import finish_run
 logger = logging.getLogger("gateway.scheduler")
 
 ACTIVE_LEASE = "gateway:active"
+ABANDONED_BY_SENDER = "the gateway's sender process died during this call (it may have been made)"
 SYNC_RETRY_SECONDS = 5  # at start, until the apps answer
 SYNC_START_ATTEMPTS = 12
 RESYNC_SECONDS = 300
@@ -67,11 +69,13 @@ SYNC_JOIN_SECONDS = 5.0  # at shutdown, for a sync going on
 FIRST_SYNC_WAIT_SECONDS = 5.0  # a round waits this long for the start-up sync, then renews
 MAX_BACKOFF_SECONDS = 30.0
 PRUNE_EVERY_SECONDS = 24 * 3600
-INT32_MAX = 2**31 - 1
 # Alert judging sleeps this long after each batch of jobs (about 10 ms of work for 50): at
 # most about half a core, never the GIL for long stretches while the loop claims and dispatches.
 ALERT_PAUSE_SECONDS = 0.01
 ALERT_HOLD_SECONDS = 5.0  # and, while bursts start, at most this much longer a round
+TAKING_SECONDS = 0.02  # after a batch of due runs was taken, another may follow this soon
+FIRST_TAKE_BATCH = 20  # due runs taken at once: the first of a burst (a few ms of work) …
+TAKE_BATCH = 200  # … and the next ones
 
 
 @dataclass(frozen=True)
@@ -100,8 +104,6 @@ class Scheduler:
         pacing: LoopSettings | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        from gateway.scheduler.dispatch import Dispatcher
-
         self.settings = settings
         self.token = token
         self.caller = caller or Caller(outbound.pools_for(settings))
@@ -127,13 +129,24 @@ class Scheduler:
         self._failures = 0  # rounds failed in a row because the database was unavailable
         self._alerts: threading.Thread | None = None  # the alert evaluation going on, if any
         self._judge_due = False  # housekeeping asks for a judging round after the claims
+        self._to_hand_back: list[int] = []  # runs of a dead sender process, to settle
+        self._to_abandon: list[int] = []
+        self._taking_until = 0.0  # time.monotonic(): the loop may take more due runs till then
         self._alert_hold_left = ALERT_HOLD_SECONDS
         first_prune = self.pacing.prune_after_seconds
         self._next_prune = None if first_prune is None else self.clock.monotonic() + first_prune
-        self.dispatcher = Dispatcher(self.send, self.pacing.workers, self.pacing.per_host)
-        self.outcomes: GroupCommit[_Sent] = GroupCommit(
-            self._record_until_stored, hold=lambda: self.dispatcher.starting
+        self.sender = Sender(settings, token, self.caller, clock)
+        self.outcomes: GroupCommit[Sent] = GroupCommit(
+            self._record_until_stored, hold=lambda: self.starting
         )
+        self.dispatcher: Dispatcher | SenderPool
+        if settings.gateway_senders:  # the calls in processes of their own (senders.py)
+            self.dispatcher = SenderPool(
+                settings, token, self.outcomes.put, processes=settings.gateway_senders,
+                workers=self.pacing.workers, per_host=self.pacing.per_host,
+            )  # fmt: skip
+        else:
+            self.dispatcher = Dispatcher(self.send, self.pacing.workers, self.pacing.per_host)
         self.reaper = Reaper(self.lease, timedelta(seconds=settings.lease_seconds))
 
     # -- the loop -------------------------------------------------------------------------
@@ -210,6 +223,7 @@ class Scheduler:
         """Do one round: housekeeping, claim due slots, send due runs. True: call again."""
         now = self.clock.now()
         sent = self._send_due(now) if self.active else 0  # the due moment before housekeeping
+        self._settle_unsent(now)
         self._housekeeping(now)
         if not self.active or not self._first_sync_ended():
             return bool(sent)  # claims wait for what the apps declare now (a removed job)
@@ -243,10 +257,41 @@ class Scheduler:
     def _send_due(self, now: datetime) -> int:
         """Take the queued runs due at `now` and hand them to the dispatcher; return how many."""
         answered = {sent.dispatch.run_id for sent in self.outcomes.pending()}
-        sent = claims.take_due_runs(now, self.instance, self.settings.app_url, answered=answered)
-        for dispatch in sent:
-            self.dispatcher.submit(dispatch)
+        # A burst's first batch is small: its calls leave while the loop takes the rest.
+        limit = TAKE_BATCH if time.monotonic() < self._taking_until else FIRST_TAKE_BATCH
+        sent = claims.take_due_runs(
+            now, self.instance, self.settings.app_url, limit=limit, answered=answered
+        )
+        if sent:
+            self._taking_until = time.monotonic() + TAKING_SECONDS
+        self.dispatcher.submit_all(sent)
         return len(sent)
+
+    @property
+    def starting(self) -> bool:
+        """Return True while a burst is going out: the loop takes due runs batch after batch,
+        or calls handed out have not begun. The writer and alert judging wait meanwhile (at
+        most their linger and hold), so they do not take the CPU from sending."""
+        return self.dispatcher.starting or time.monotonic() < self._taking_until
+
+    def _settle_unsent(self, now: datetime) -> None:
+        """Hand back the runs a sender process never received and abandon those it had when
+        it died (senders.py); what the database refuses now is tried again next round."""
+        hand_back, abandon = self.dispatcher.take_unsettled()
+        self._to_hand_back += hand_back
+        self._to_abandon += abandon
+        if self._to_hand_back:
+            returned = claims.hand_back(self._to_hand_back)
+            self._to_hand_back = []
+            logger.info("%d run(s) a sender process never received are queued again", returned)
+        if self._to_abandon:
+            # Only those still *dispatched*: one an endpoint attached to (*running*) is that
+            # endpoint's to end, or the reaper's if its worker stops beating.
+            abandoned = claims.abandon(
+                self._to_abandon, now, reason=ABANDONED_BY_SENDER, statuses=("dispatched",)
+            )
+            self._to_abandon = []
+            logger.warning("%d run(s) a sender process had when it died are abandoned", abandoned)
 
     def seconds_until_next_due(self) -> float:
         """Return how long to sleep: until the next due time, at most the wake interval."""
@@ -266,46 +311,10 @@ class Scheduler:
     # -- sending one run (in a pool thread) -------------------------------------------------
 
     def send(self, dispatch: claims.Dispatch) -> None:
-        """Call the endpoint for one dispatched run and record what happened."""
-        with log_context(dispatch.execution_id, dispatch.job):  # every line tagged
-            self._send(dispatch)
+        """Call the endpoint for one dispatched run and hand the outcome to the writer."""
+        self.outcomes.put(self.sender(dispatch))
 
-    def _send(self, dispatch: claims.Dispatch) -> None:
-        headers = {
-            **dispatch.headers,
-            **cron_headers(
-                self.token,
-                dispatch.execution_id,
-                dispatch.scheduled_for,
-                dispatch.trigger,
-                dispatch.attempt,
-            ),
-        }
-        signature = signing.sign_call(
-            self.settings.signing_secret if dispatch.signed else None,
-            dispatch.method,
-            dispatch.url,
-            dispatch.payload,
-            self.clock.now(),
-        )
-        if signature is not None:
-            headers[signing.HEADER] = signature
-        request = CallRequest(
-            method=dispatch.method,
-            url=dispatch.url,
-            headers=headers,
-            json=dispatch.payload,
-            timeout_s=dispatch.timeout_s,
-            secrets=(self.token, *signing.secret_parts(signature)),
-        )
-        sent_at = self.clock.now()
-        outcome = self.caller.call(request)
-        base = dispatch.scheduled_for or dispatch.due_at or sent_at
-        lateness_ms = max(0, int((sent_at - base).total_seconds() * 1000))
-        lateness_ms = min(lateness_ms, INT32_MAX)  # a backfill of last year fits the column
-        self.outcomes.put(_Sent(dispatch, outcome, lateness_ms))
-
-    def _record_until_stored(self, batch: list[_Sent]) -> None:
+    def _record_until_stored(self, batch: list[Sent]) -> None:
         """Record a batch of outcomes in one transaction, retrying through a database outage:
         a sent run must not stay *dispatched* while its gateway lives. On shutdown, give up
         (the reaper takes over)."""
@@ -329,7 +338,7 @@ class Scheduler:
                     return
                 self.clock.wait(delay, self.stopping)
 
-    def _record_plain(self, batch: list[_Sent]) -> set[int]:
+    def _record_plain(self, batch: list[Sent]) -> set[int]:
         """Store the batch's plain successes together (in a savepoint); return their run ids.
         If that fails other than by an outage, every outcome goes the one-by-one way."""
         jobs = Counter(sent.dispatch.job for sent in batch)
@@ -347,7 +356,7 @@ class Scheduler:
             logger.exception("storing %d outcome(s) together failed; one by one", len(batch))
             return set()
 
-    def _record_one(self, sent: _Sent) -> None:
+    def _record_one(self, sent: Sent) -> None:
         """Record one outcome inside the batch's transaction, in a savepoint of its own.
 
         An outage (the connection failed, the database is locked) fails the whole batch, to
@@ -513,7 +522,7 @@ class Scheduler:
         to at most ALERT_HOLD_SECONDS a round (the pool may stay busy for minutes). Return True
         if the gateway is stopping (judging stops too)."""
         while not self.stopping.wait(ALERT_PAUSE_SECONDS):
-            if not self.dispatcher.starting or self._alert_hold_left <= 0:
+            if not self.starting or self._alert_hold_left <= 0:
                 break
             self._alert_hold_left -= ALERT_PAUSE_SECONDS
         return self.stopping.is_set()
@@ -600,15 +609,6 @@ class Scheduler:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, handle)
             signal.signal(signal.SIGINT, handle)
-
-
-@dataclass(frozen=True)
-class _Sent:
-    """A call made, waiting to be recorded."""
-
-    dispatch: claims.Dispatch
-    outcome: Outcome
-    lateness_ms: int
 
 
 def _seen(outcome: Outcome, lateness_ms: int) -> Seen:

@@ -474,19 +474,22 @@ def pulses() -> list[Pulse]:
     ]
 
 
-def abandon(run_ids: list[int], now: datetime) -> int:
-    """Mark these runs *abandoned* (their sender or runner died) if they are still live, and
-    queue the next attempt for jobs that opt in (`retry_abandoned`); return how many."""
+def abandon(
+    run_ids: list[int],
+    now: datetime,
+    reason: str | None = None,
+    statuses: tuple[str, ...] = ("dispatched", "running"),
+) -> int:
+    """Mark these runs *abandoned* (their sender or runner died) if they are still live (in
+    `statuses`), and queue the next attempt for jobs that opt in (`retry_abandoned`); return
+    how many. `reason` is the error of a *dispatched* one (default: its gateway stopped)."""
     count = 0
     with write_transaction():
-        live = (
-            Run.select(Run, Job)
-            .join(Job)
-            .where(Run.id.in_(run_ids) & Run.status.in_(("dispatched", "running")))
-        )
+        live = Run.select(Run, Job).join(Job).where(Run.id.in_(run_ids) & Run.status.in_(statuses))
         for run in _locked(live):
-            reason = ABANDONED_BY_GATEWAY if run.status == "dispatched" else ABANDONED_BY_WORKER
-            if finish(run, "abandoned", now, error=reason):
+            sender = reason or ABANDONED_BY_GATEWAY
+            error = sender if run.status == "dispatched" else ABANDONED_BY_WORKER
+            if finish(run, "abandoned", now, error=error):
                 count += 1
                 if run.job.retry_abandoned and run.attempt < run.job.max_attempts:
                     queue_retry(run, now, now)

@@ -122,15 +122,17 @@ def _registered(gw: GatewayProc) -> bool:
 
 
 @contextmanager
-def gateway_set(server: Server) -> Iterator[GatewaySet]:
-    """Yield a GatewaySet for `server`; every gateway is killed and its output printed after."""
-    config = write_config(
+def gateway_set(server: Server, **config: int | float) -> Iterator[GatewaySet]:
+    """Yield a GatewaySet for `server`; every gateway is killed and its output printed after.
+    `config`: more [gateway] settings of their config file (e.g. gateway_senders)."""
+    path = write_config(
         server.workdir / "gateway-loop.toml",
         heartbeat_seconds=0.5,
         lease_seconds=3,
         gateway_lease_seconds=GATEWAY_LEASE,
+        **config,
     )
-    gateways = GatewaySet(server, config)
+    gateways = GatewaySet(server, path)
     try:
         yield gateways
     finally:

@@ -1,0 +1,131 @@
+"""A sender process: makes the HTTP calls its gateway hands it, and hands the outcomes back.
+
+It owns no database connection and decides nothing: it reads batches of dispatched runs from
+its pipe, sends them through a Dispatcher of its own (threads, a cap per host) and writes back,
+in batches, each run's Outcome and lateness. What the parent does with them (store, retry,
+abandon) is the parent's. When the pipe closes (the gateway stopped or died), it exits.
+
+Messages, parent to child: ("send", [Dispatch, …]), ("take_waiting",), ("close",).
+Child to parent: ("sent", [(run_id, Outcome, lateness_ms), …], received, unstarted) and
+("waiting", [run_id, …]). `received` counts every dispatch read so far and `unstarted` those
+not begun yet, so the parent knows when a burst has gone out.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from multiprocessing.connection import Connection
+from typing import Any
+
+from gateway import outbound
+from gateway.clock import SYSTEM_CLOCK
+from gateway.config import Settings
+from gateway.scheduler.caller import Caller
+from gateway.scheduler.caller import Outcome
+from gateway.scheduler.dispatch import Dispatcher
+from gateway.scheduler.sending import Sender
+from gateway.store.claims import Dispatch
+
+logger = logging.getLogger("gateway.sender")
+
+# While calls wait to start, the reporter looks this often whether they have: the parent
+# holds its writing until a burst is out, and should not hold it longer.
+_START_POLL_SECONDS = 0.002
+
+Result = tuple[int, Outcome, int]
+
+
+def main(conn: Connection, settings: Settings, token: str, workers: int, per_host: int) -> None:
+    """The sender process's entry point (multiprocessing, spawn).
+
+    It ignores SIGINT and SIGTERM: Ctrl-C reaches the whole process group, and a service
+    manager may signal every process of the service. The gateway decides when its senders
+    stop (after its calls in flight are answered), and a sender stops when its pipe ends.
+    """
+    from gateway.logs import setup_logging
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    setup_logging()
+    caller = Caller(outbound.pools_for(settings))
+    _Child(conn, Sender(settings, token, caller, SYSTEM_CLOCK), workers, per_host).serve()
+    caller.close()
+
+
+class _Child:
+    def __init__(self, conn: Connection, sender: Sender, workers: int, per_host: int) -> None:
+        self._conn = conn
+        self._sender = sender
+        self._writing = threading.Lock()  # the reporter and the main thread both write
+        self._changed = threading.Condition()
+        self._done: list[Result] = []
+        self._received = 0
+        self._closed = False
+        self._dispatcher = Dispatcher(self._call, workers, per_host)
+
+    def serve(self) -> None:
+        reporter = threading.Thread(target=self._report, name="report", daemon=True)
+        reporter.start()
+        try:
+            self._read()
+        finally:
+            with self._changed:
+                self._closed = True
+                self._changed.notify_all()
+            reporter.join(5)
+            self._dispatcher.close()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                message = self._conn.recv()
+            except (EOFError, OSError):  # the gateway is gone: nobody would record the calls
+                return
+            kind = message[0]
+            if kind == "send":
+                batch: list[Dispatch] = message[1]
+                with self._changed:
+                    self._received += len(batch)
+                    self._changed.notify_all()
+                for dispatch in batch:
+                    self._dispatcher.submit(dispatch)
+            elif kind == "take_waiting":
+                self._write(("waiting", [d.run_id for d in self._dispatcher.take_waiting()]))
+            elif kind == "close":
+                self._dispatcher.drain(float(message[1]) if len(message) > 1 else 0.0)
+                return
+
+    def _call(self, dispatch: Dispatch) -> None:
+        sent = self._sender(dispatch)
+        with self._changed:
+            self._done.append((dispatch.run_id, sent.outcome, sent.lateness_ms))
+            self._changed.notify_all()
+
+    def _report(self) -> None:
+        """Write the outcomes back in batches, and the progress of a burst going out."""
+        reported = (0, 0)
+        while True:
+            with self._changed:
+                while not self._done and self._state() == reported and not self._closed:
+                    self._changed.wait(_START_POLL_SECONDS if reported[1] else None)
+                done, self._done = self._done, []
+                state, closed = self._state(), self._closed
+            if done or state != reported:
+                if not self._write(("sent", done, *state)):
+                    return
+                reported = state
+            if closed and not done:
+                return
+
+    def _state(self) -> tuple[int, int]:
+        return self._received, self._dispatcher.unstarted
+
+    def _write(self, message: Any) -> bool:
+        try:
+            with self._writing:
+                self._conn.send(message)
+            return True
+        except (OSError, ValueError):  # the gateway is gone
+            return False

@@ -1,0 +1,181 @@
+"""SenderPool: real sender processes calling a real HTTP server on 127.0.0.1.
+
+No database: the pool hands outcomes to a callback, and the runs to hand back or abandon to
+whoever asks (the loop). A sender process is killed with SIGKILL to see what a crash leaves.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC
+from datetime import datetime
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask import request
+
+from gateway.config import Settings
+from gateway.scheduler.senders import SenderPool
+from gateway.scheduler.senders import share
+from gateway.scheduler.sending import Sent
+from gateway.store.claims import Dispatch
+from tests.pids import ended as pid_ended
+from tests.servers import serving
+
+TOKEN = "sender-test-token-0123456789abcdef"
+
+
+class Target:
+    """What the endpoint saw; `/slow` holds its answer until released (or 10 s)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.seen: list[dict[str, Any]] = []
+
+    def app(self) -> Flask:
+        app = Flask(__name__)
+
+        @app.post("/<name>")
+        def call(name: str) -> Any:
+            with self.lock:
+                self.seen.append({"name": name, **request.headers})
+            if name.startswith("slow"):
+                self.release.wait(10)
+            return {"execution_id": request.headers["X-Cron-Execution-Id"], "status": "success"}
+
+        return app
+
+
+@pytest.fixture
+def target() -> Iterator[tuple[Target, str]]:
+    seen = Target()
+    with serving(seen.app()) as url:
+        yield seen, url
+    seen.release.set()
+
+
+class Outcomes:
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.sent: list[Sent] = []
+
+    def __call__(self, sent: Sent) -> None:
+        with self.changed:
+            self.sent.append(sent)
+            self.changed.notify_all()
+
+    def wait(self, count: int, seconds: float = 20) -> list[Sent]:
+        with self.changed:
+            assert self.changed.wait_for(lambda: len(self.sent) >= count, seconds), self.sent
+            return list(self.sent)
+
+
+def pool_of(processes: int, outcomes: Outcomes, per_host: int = 16) -> SenderPool:
+    settings = Settings(allowed_targets=("127.0.0.1",), signing_secret="s" * 32)
+    return SenderPool(settings, TOKEN, outcomes, processes=processes, workers=8, per_host=per_host)
+
+
+def dispatch(run_id: int, url: str, name: str = "job") -> Dispatch:
+    slot = datetime.now(UTC)
+    return Dispatch(
+        run_id, f"exec-{run_id}", 1, "schedule", slot, name, f"{url}/{name}", "POST", {}, None, 10.0
+    )
+
+
+def test_each_process_gets_its_share_of_the_workers_and_the_cap_per_host() -> None:
+    assert [share(16, k, 2) for k in range(2)] == [8, 8]
+    assert [share(5, k, 2) for k in range(2)] == [3, 2]
+    assert [share(1, k, 3) for k in range(3)] == [1, 1, 1]  # never 0: each process can call
+
+
+def test_runs_are_called_by_both_processes_and_each_outcome_comes_back_once(
+    target: tuple[Target, str],
+) -> None:
+    seen, url = target
+    outcomes = Outcomes()
+    pool = pool_of(2, outcomes)
+    try:
+        pool.submit_all([dispatch(n, url, f"job{n}") for n in range(1, 201)])
+        sent = outcomes.wait(200)
+        assert pool.drain(5) and pool.in_flight == 0
+        assert sorted(s.dispatch.run_id for s in sent) == list(range(1, 201))
+        assert {s.outcome.status for s in sent} == {"success"}
+        assert {s.outcome.http_status for s in sent} == {200}
+        assert all(0 <= s.lateness_ms < 20_000 for s in sent)
+        assert [p.handed for p in pool._processes if p is not None] == [100, 100]
+        assert not pool.starting
+        assert pool.take_unsettled() == ([], [])
+        headers = seen.seen[0]
+        assert headers["X-Cron-Token"] == TOKEN and headers["X-Cron-Attempt"] == "1"
+        assert headers["X-Cron-Trigger"] == "schedule" and "X-Cron-Signature" in headers
+        assert len({h["X-Cron-Execution-Id"] for h in seen.seen}) == 200
+    finally:
+        pool.close()
+
+
+def test_a_killed_process_leaves_its_runs_to_abandon_and_another_takes_its_place(
+    target: tuple[Target, str],
+) -> None:
+    seen, url = target
+    outcomes = Outcomes()
+    pool = pool_of(1, outcomes)
+    try:
+        first = pool.pids
+        pool.submit(dispatch(1, url, "slow"))
+        _wait(lambda: len(seen.seen) == 1, "the slow call to reach the endpoint")
+        os.kill(first[0], signal.SIGKILL)
+        _wait(lambda: pool.in_flight == 0, "the dead process's run to be given up")
+        assert pool.take_unsettled() == ([], [1])  # called, perhaps: abandoned, not resent
+        assert pool.in_flight == 0 and outcomes.sent == []
+        _wait(lambda: pool.pids and pool.pids != first, "another sender process")
+        pool.submit(dispatch(2, url, "fast"))
+        assert [s.dispatch.run_id for s in outcomes.wait(1)] == [2]
+    finally:
+        seen.release.set()
+        pool.close()
+
+
+def test_runs_not_started_are_handed_back_at_shutdown(target: tuple[Target, str]) -> None:
+    seen, url = target
+    outcomes = Outcomes()
+    pool = pool_of(1, outcomes, per_host=1)
+    try:
+        pool.submit_all([dispatch(n, url, f"slow{n}") for n in (1, 2, 3)])
+        _wait(lambda: len(seen.seen) == 1, "the first call to reach the endpoint")
+        taken = pool.take_waiting()  # 2 and 3 wait behind the cap of one call per host
+        assert sorted(d.run_id for d in taken) == [2, 3]
+        assert pool.in_flight == 1 and not pool.drain(0.05)
+        seen.release.set()
+        assert pool.drain(10)
+        assert [s.dispatch.run_id for s in outcomes.wait(1)] == [1]
+    finally:
+        seen.release.set()
+        pool.close()
+
+
+def test_after_close_the_processes_are_gone_and_new_runs_go_back_to_the_queue(
+    target: tuple[Target, str],
+) -> None:
+    _, url = target
+    pool = pool_of(2, Outcomes())
+    pids = pool.pids
+    pool.close()
+    for pid in pids:
+        _wait(lambda pid=pid: pid_ended(pid), f"sender process {pid} to exit")
+    pool.submit(dispatch(7, url))
+    assert pool.take_unsettled() == ([7], [])  # never sent: another round sends it
+    assert pool.in_flight == 0
+
+
+def _wait(check: Any, what: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
