@@ -31,7 +31,8 @@ def machine() -> str:
 
 def label(r: dict[str, Any]) -> str:
     if r["system"] == "gateway" and "workers" in r:
-        return f"gateway (workers {r['workers']})"
+        senders = f", {r['senders']} senders" if r.get("senders") else ""
+        return f"gateway (workers {r['workers']}{senders})"
     return {"apscheduler": "APScheduler 3.11 (20 threads)", "cron-curl": "cron + curl"}.get(
         r["system"], r["system"]
     )

@@ -191,6 +191,7 @@ def analyze(scenario: Scenario, records: list[list[Any]], start: int, end: int) 
         "duplicates": sum(n - 1 for n in seen.values()),
         "unexpected": len(distinct - expected),
         "lateness_ms": {
+            "min": round(min(lateness, default=math.nan), 1),  # the first call out
             "p50": round(percentile(lateness, 50), 1),
             "p95": round(percentile(lateness, 95), 1),
             "p99": round(percentile(lateness, 99), 1),
@@ -206,9 +207,14 @@ def analyze(scenario: Scenario, records: list[list[Any]], start: int, end: int) 
 # -- systems under test -------------------------------------------------------------------------
 
 
-def gateway_env(work: Path, target_url: str, workers: int, per_host: int) -> dict[str, str]:
+def gateway_env(
+    work: Path, target_url: str, workers: int, per_host: int, senders: int = 0
+) -> dict[str, str]:
     config = work / "gateway.toml"
-    config.write_text(f"[gateway]\ngateway_workers = {workers}\ngateway_per_host = {per_host}\n")
+    lines = ["[gateway]", f"gateway_workers = {workers}", f"gateway_per_host = {per_host}"]
+    if senders:  # not written when 0: a --code commit before the setting would refuse it
+        lines.append(f"gateway_senders = {senders}")
+    config.write_text("\n".join(lines) + "\n")
     env = dict(os.environ)
     env.update(
         GATEWAY_CONFIG=str(config),
@@ -359,11 +365,12 @@ def start_system(
     py = sys.executable
     info: dict[str, Any] = {}
     if name == "gateway":
-        env = gateway_env(work, target.url, args.workers, args.per_host)
+        env = gateway_env(work, target.url, args.workers, args.per_host, args.senders)
         info["load_s"] = round(load_gateway_jobs(scenario, env, target.url), 2)
         if CREATE_JOB_MS:
             info["create_job_ms"] = round(CREATE_JOB_MS[0], 2)
         info["workers"], info["per_host"] = args.workers, args.per_host
+        info["senders"] = args.senders
         system = System(
             [py, "-m", "gateway", "scheduler"], env, work / "gateway.log", "is now active"
         )
@@ -745,6 +752,7 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=32, help="gateway_workers")
     parser.add_argument("--per-host", type=int, default=256, help="gateway_per_host")
+    parser.add_argument("--senders", type=int, default=0, help="gateway_senders")
     parser.add_argument("--idle-seconds", type=int, default=30)
     parser.add_argument(
         "--steady-after", type=int, default=180, help="idle: measure again this long after start"
