@@ -92,6 +92,11 @@ class Settings:
             )
         if not 0 <= self.gateway_senders <= 64:
             raise ConfigError("gateway_senders must be from 0 to 64", field="gateway_senders")
+        if self.gateway_senders > min(self.gateway_workers, self.gateway_per_host):
+            raise ConfigError(  # each sender gets its share of both, at least one
+                "gateway_senders must not be more than gateway_workers or gateway_per_host",
+                field="gateway_senders",
+            )
         if not 0 < self.heartbeat_seconds < self.lease_seconds:
             raise ConfigError(
                 "heartbeat_seconds must be positive and shorter than lease_seconds",

@@ -462,3 +462,15 @@ def test_runs_of_a_dead_sender_process_are_queued_again_or_abandoned(
     assert statuses[never_sent.run_id] == ("queued", None)  # sent in a later round
     assert statuses[lost.run_id] == ("abandoned", loop.ABANDONED_BY_SENDER)
     assert statuses[attached.run_id] == ("running", None)  # its endpoint ends it
+
+
+def test_a_gateway_stopped_before_it_started_leaves_no_sender_process(
+    settings: Settings, clock: FakeClock, app_url: str
+) -> None:
+    s = Scheduler(replace(settings, app_url=app_url, gateway_senders=1), CRON_TOKEN, clock=clock)
+    assert isinstance(s.dispatcher, SenderPool)
+    pids = s.dispatcher.pids
+    s._install_signal_handlers = lambda: None  # type: ignore[method-assign]  # pytest's own
+    s.stop()  # SIGTERM while the database was still down at start: run() returns at once
+    s.run()
+    assert all(pid_ended(pid) for pid in pids) and s.dispatcher.pids == []

@@ -6,6 +6,7 @@ whoever asks (the loop). A sender process is killed with SIGKILL to see what a c
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import threading
@@ -139,6 +140,58 @@ def test_a_killed_process_leaves_its_runs_to_abandon_and_another_takes_its_place
     finally:
         seen.release.set()
         pool.close()
+
+
+def test_runs_a_dead_process_never_read_go_back_to_the_queue(
+    target: tuple[Target, str],
+) -> None:
+    seen, url = target
+    outcomes = Outcomes()
+    pool = pool_of(1, outcomes, per_host=1)
+    try:
+        [pid] = pool.pids
+        pool.submit_all([dispatch(n, url, f"slow{n}") for n in (1, 2)])  # 2 waits behind 1
+        _wait(lambda: len(seen.seen) == 1, "the first call to reach the endpoint")
+        os.kill(pid, signal.SIGSTOP)  # alive, reading nothing more
+        pool.submit_all([dispatch(n, url, f"slow{n}") for n in (3, 4)])  # stays in the pipe
+        os.kill(pid, signal.SIGKILL)
+        _wait(lambda: pool.in_flight == 0, "the dead process's runs to be settled")
+        hand_back, abandon = pool.take_unsettled()
+        assert sorted(hand_back) == [3, 4]  # never read: sent again by a later round
+        assert sorted(abandon) == [1, 2]  # read (2 was not begun, but nobody can tell)
+        assert len(seen.seen) == 1 and outcomes.sent == []
+    finally:
+        seen.release.set()
+        pool.close()
+
+
+def test_while_no_process_is_alive_the_pool_takes_nothing(target: tuple[Target, str]) -> None:
+    _, url = target
+    outcomes = Outcomes()
+    pool = pool_of(1, outcomes)
+    try:
+        assert pool.ready
+        [pid] = pool.pids
+        os.kill(pid, signal.SIGKILL)  # it dies right after its start: the next one waits 1 s
+        _wait(lambda: not pool.ready, "the pool to see its process gone")
+        assert pool.submit_all([dispatch(5, url)]) == 0  # the loop does not take runs now
+        assert pool.take_unsettled() == ([5], [])
+        _wait(lambda: pool.ready, "another process")
+        assert pool.submit_all([dispatch(6, url)]) == 1
+        assert [s.dispatch.run_id for s in outcomes.wait(1)] == [6]
+    finally:
+        pool.close()
+
+
+def test_close_while_a_process_restarts_leaves_no_process_behind() -> None:
+    pool = pool_of(2, Outcomes())
+    first = pool.pids
+    os.kill(first[0], signal.SIGKILL)
+    _wait(lambda: len(pool.pids) == 1, "the pool to see one process gone")
+    pool.close()  # before the restart (1 s later) would start one
+    time.sleep(1.5)
+    assert pool.pids == [] and all(pid_ended(pid) for pid in first)
+    assert not [p for p in multiprocessing.active_children() if p.name.startswith("sender-")]
 
 
 def test_runs_not_started_are_handed_back_at_shutdown(target: tuple[Target, str]) -> None:

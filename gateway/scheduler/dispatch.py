@@ -32,9 +32,17 @@ class Dispatcher:
         self._in_flight = 0
         self._unstarted = 0  # handed to the pool, no thread has begun its call yet
 
-    def submit_all(self, dispatches: list[Dispatch]) -> None:
+    ready = True  # a pool of threads can always take calls (see SenderPool)
+    # A burst is taken whole before its calls begin: they share the interpreter with the
+    # loop, and a take that waits for the GIL behind 32 call threads holds up the rest of the
+    # burst (measured, same-100 p99: 49-53 ms taking it whole, 58-66 with a first take of 20).
+    first_take = 200
+
+    def submit_all(self, dispatches: list[Dispatch]) -> int:
+        """Submit every run; return how many (all of them)."""
         for dispatch in dispatches:
             self.submit(dispatch)
+        return len(dispatches)
 
     def take_unsettled(self) -> tuple[list[int], list[int]]:
         """Return the runs to hand back and those to abandon: none (a call thread always ends

@@ -74,8 +74,7 @@ PRUNE_EVERY_SECONDS = 24 * 3600
 ALERT_PAUSE_SECONDS = 0.01
 ALERT_HOLD_SECONDS = 5.0  # and, while bursts start, at most this much longer a round
 TAKING_SECONDS = 0.02  # after a batch of due runs was taken, another may follow this soon
-FIRST_TAKE_BATCH = 20  # due runs taken at once: the first of a burst (a few ms of work) …
-TAKE_BATCH = 200  # … and the next ones
+TAKE_BATCH = 200  # due runs taken at once (a burst's first: the dispatcher's first_take)
 
 
 @dataclass(frozen=True)
@@ -154,12 +153,15 @@ class Scheduler:
     def run(self) -> None:
         """Work until SIGTERM or SIGINT, then hand back what was not sent and stop."""
         self._install_signal_handlers()
-        if not self._start():
-            return
         try:
-            self._work()
-        finally:
-            self.shutdown()
+            if not self._start():
+                return
+            try:
+                self._work()
+            finally:
+                self.shutdown()
+        finally:  # whatever happened: no sender process outlives the gateway
+            self.dispatcher.close()
 
     def _work(self) -> None:
         """Do rounds until stopped, sleeping between them. The wake flag is cleared before a
@@ -256,16 +258,21 @@ class Scheduler:
 
     def _send_due(self, now: datetime) -> int:
         """Take the queued runs due at `now` and hand them to the dispatcher; return how many."""
+        if not self.dispatcher.ready:  # every sender process is restarting: leave them queued
+            return 0
         answered = {sent.dispatch.run_id for sent in self.outcomes.pending()}
-        # A burst's first batch is small: its calls leave while the loop takes the rest.
-        limit = TAKE_BATCH if time.monotonic() < self._taking_until else FIRST_TAKE_BATCH
+        # With sender processes a burst's first batch is small: its calls leave while the
+        # loop takes the rest (dispatch.py says why not without).
+        taking = time.monotonic() < self._taking_until
+        limit = TAKE_BATCH if taking else self.dispatcher.first_take
         sent = claims.take_due_runs(
             now, self.instance, self.settings.app_url, limit=limit, answered=answered
         )
         if sent:
             self._taking_until = time.monotonic() + TAKING_SECONDS
-        self.dispatcher.submit_all(sent)
-        return len(sent)
+        # Runs that could not be handed out go back to the queue at the next round; they do
+        # not count, or the loop would take them again and again at once.
+        return self.dispatcher.submit_all(sent)
 
     @property
     def starting(self) -> bool:
@@ -564,7 +571,12 @@ class Scheduler:
     def shutdown(self) -> None:
         """Stop claiming, hand back unsent runs, wait for calls in flight and their records,
         release the lease."""
-        returned = claims.hand_back([d.run_id for d in self.dispatcher.take_waiting()])
+        waiting = [d.run_id for d in self.dispatcher.take_waiting()]
+        try:
+            returned = claims.hand_back(waiting)
+        except (DatabaseError, InterfaceError) as e:  # the next gateway's reaper ends them
+            logger.warning("could not hand back %d run(s): %s", len(waiting), type(e).__name__)
+            returned = 0
         if returned:
             logger.info("handed back %d run(s) not sent yet", returned)
         self._release_ahead()
@@ -576,6 +588,10 @@ class Scheduler:
         self.outcomes.close()
         self.dispatcher.close()
         self.caller.close()
+        try:  # the runs of a sender process that died meanwhile
+            self._settle_unsent(self.clock.now())
+        except (DatabaseError, InterfaceError) as e:
+            logger.warning("could not settle a dead sender's runs: %s", type(e).__name__)
         if self._alerts is not None:
             self._alerts.join(self.pacing.shutdown_grace)
         if self._syncing is not None:  # it writes in transactions: safe to cut short

@@ -6,14 +6,16 @@ in batches, each run's Outcome and lateness. What the parent does with them (sto
 abandon) is the parent's. When the pipe closes (the gateway stopped or died), it exits.
 
 Messages, parent to child: ("send", [Dispatch, …]), ("take_waiting",), ("close",).
-Child to parent: ("sent", [(run_id, Outcome, lateness_ms), …], received, unstarted) and
-("waiting", [run_id, …]). `received` counts every dispatch read so far and `unstarted` those
-not begun yet, so the parent knows when a burst has gone out.
+Child to parent: ("got", n) for each batch read, written before any of its calls begins (so
+the parent knows which runs a dead child can have called), ("sent", [(run_id, Outcome,
+lateness_ms), …], unstarted) with how many calls have not begun yet (so the parent knows when
+a burst has gone out), and ("waiting", [run_id, …]).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from multiprocessing.connection import Connection
@@ -86,11 +88,12 @@ class _Child:
             kind = message[0]
             if kind == "send":
                 batch: list[Dispatch] = message[1]
+                if not self._write(("got", len(batch))):
+                    return  # not acknowledged, so not called: the gateway hands them back
                 with self._changed:
                     self._received += len(batch)
                     self._changed.notify_all()
-                for dispatch in batch:
-                    self._dispatcher.submit(dispatch)
+                self._dispatcher.submit_all(batch)
             elif kind == "take_waiting":
                 self._write(("waiting", [d.run_id for d in self._dispatcher.take_waiting()]))
             elif kind == "close":
@@ -104,6 +107,13 @@ class _Child:
             self._changed.notify_all()
 
     def _report(self) -> None:
+        try:
+            self._report_until_closed()
+        except Exception:  # outcomes could no longer go back: end, the gateway settles them
+            logger.exception("sender: cannot report outcomes; exiting")
+            os._exit(70)
+
+    def _report_until_closed(self) -> None:
         """Write the outcomes back in batches, and the progress of a burst going out."""
         reported = (0, 0)
         while True:
@@ -113,7 +123,7 @@ class _Child:
                 done, self._done = self._done, []
                 state, closed = self._state(), self._closed
             if done or state != reported:
-                if not self._write(("sent", done, *state)):
+                if not self._write(("sent", done, state[1])):
                     return
                 reported = state
             if closed and not done:

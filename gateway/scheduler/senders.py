@@ -1,19 +1,21 @@
 """SenderPool: the gateway's calls made by sender processes, so that a burst uses every core.
 
-One Python process makes one call at a time, whatever its threads: about 0.3 ms of CPU per
-call through urllib3, so 1,000 calls due in the same second leave over about a third of a
-second in one process, and the second core idles. With `gateway_senders = N`, N processes
+One Python process makes one call at a time, whatever its threads: about 0.2-0.3 ms of CPU
+per call through urllib3, so 1,000 calls due in the same second leave over about half a
+second in one process while the second core idles. With `gateway_senders = N`, N processes
 (`sender_process.py`) make the calls; the gateway process keeps the database (claims, the
 writer, retries, alerts) and hands each process its share of every host's runs, in batches.
 
 It stands in for the Dispatcher (the same methods the loop calls). What it adds is that a
-process can die: the runs it had are then *abandoned* (they may have been called; DESIGN
-§5, fail closed, `retry_abandoned` opts in to another attempt), runs it never received go
-back to the queue, and another process takes its place.
+process can die. A process acknowledges each batch before it starts any call of it, so when
+it dies the runs it had split exactly in two: those it acknowledged may have been called and
+are to be *abandoned* (DESIGN §5, fail closed; `retry_abandoned` opts in to another attempt),
+the others never reached it and go back to the queue. Another process takes its place.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import multiprocessing
 import queue
@@ -22,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -35,13 +38,14 @@ from gateway.store.claims import Dispatch
 logger = logging.getLogger("gateway.scheduler")
 
 BATCH = 64  # dispatches per message: a process starts on a burst's first calls at once
+FIRST_TAKE = 20  # the loop takes a burst's first 20 runs alone: their calls leave at once
 REPLY_SECONDS = 5.0  # at shutdown, for a process to say which calls it has not started
 STOP_SECONDS = 5.0  # at shutdown, for a process to exit once asked
 RESTART_BACKOFF_SECONDS = (1.0, 30.0)  # a process dying at start again and again waits
 QUICK_DEATH_SECONDS = 10.0  # … when it lived less than this
 
 
-@dataclass
+@dataclass(eq=False)
 class _Process:
     """One sender process and what the gateway knows of it."""
 
@@ -50,14 +54,38 @@ class _Process:
     conn: Connection
     started: float
     replies: queue.Queue[list[int]] = field(default_factory=queue.Queue)
-    handed: int = 0  # dispatches written to it
-    received: int = 0  # … of which it said it read this many
-    unstarted: int = 0  # … and had this many not begun
+    receiving: threading.Thread | None = None
+    handed: int = 0  # dispatches given to it, in order (a run's `seq` is its place)
+    received: int = 0  # … of which it acknowledged the first this many
+    unstarted: int = 0  # … and said this many had not begun
+
+
+@dataclass(frozen=True)
+class _Flight:
+    dispatch: Dispatch
+    owner: _Process
+    seq: int
 
 
 def share(total: int, index: int, processes: int) -> int:
-    """Return process `index`'s part of `total` (workers, the cap per host), at least 1."""
+    """Return process `index`'s part of `total` (workers, the cap per host). Settings make
+    sure that `total` is at least `processes`, so every part is at least 1 and they add up."""
     return max(1, total // processes + (1 if index < total % processes else 0))
+
+
+def child_settings(settings: Settings) -> Settings:
+    """Return the settings a sender needs: no database, no admin, metrics or alert secrets."""
+    return replace(
+        settings,
+        database_url="sqlite:///:memory:",
+        cron_token=None,  # the token it sends comes as its own argument
+        admin_token=None,
+        metrics_token=None,
+        signing_secret_next=None,
+        alert_webhook=None,
+        alert_smtp=None,
+        alert_to=(),
+    )
 
 
 class SenderPool:
@@ -74,7 +102,7 @@ class SenderPool:
         workers: int,
         per_host: int,
     ) -> None:
-        self._settings = settings
+        self._settings = child_settings(settings)
         self._token = token
         self._on_sent = on_sent
         self._workers = workers
@@ -82,42 +110,57 @@ class SenderPool:
         self._context = multiprocessing.get_context("spawn")  # no fork of a threaded process
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
-        self._flight: dict[int, tuple[Dispatch, int]] = {}  # run id → (dispatch, process)
+        self._flight: dict[int, _Flight] = {}  # by run id
         self._hand_back: list[int] = []
         self._abandon: list[int] = []
         self._turn: dict[str, int] = {}  # host → where its next run goes
         self._closing = False
         self._restarts = [0] * processes
         self._processes: list[_Process | None] = [None] * processes
+        # Before multiprocessing's own exit hook, which would wait for ever for daemon
+        # children that ignore SIGTERM: whatever path the gateway leaves by, they are stopped.
+        atexit.register(self.close)
         for index in range(processes):
             self._start(index)
 
     # -- what the loop calls ----------------------------------------------------------------
 
+    first_take = FIRST_TAKE  # the calls run elsewhere: the take of the rest is not slowed
+
+    @property
+    def ready(self) -> bool:
+        """Return True if a process can take calls (none may be, while they restart)."""
+        return any(p is not None for p in self._processes)
+
     def submit(self, dispatch: Dispatch) -> None:
         self.submit_all([dispatch])
 
-    def submit_all(self, dispatches: list[Dispatch]) -> None:
-        """Hand the runs out, each host's in turn to every live process, in batches."""
+    def submit_all(self, dispatches: list[Dispatch]) -> int:
+        """Hand the runs out, each host's in turn to every live process, in batches; return
+        how many went out. Those that could not are handed back by the loop."""
+        shares: dict[int, list[Dispatch]] = {}
         with self._lock:
             live = [p for p in self._processes if p is not None]
             if not live:
                 self._hand_back += [d.run_id for d in dispatches]
-                return
-            shares: dict[int, list[Dispatch]] = {p.index: [] for p in live}
+                return 0
+            shares = {p.index: [] for p in live}
             for dispatch in dispatches:
                 host = urlsplit(dispatch.url).netloc
                 turn = self._turn.get(host, 0)
                 self._turn[host] = turn + 1
-                target = live[turn % len(live)]
-                shares[target.index].append(dispatch)
-                self._flight[dispatch.run_id] = (dispatch, target.index)
+                owner = live[turn % len(live)]
+                shares[owner.index].append(dispatch)
+                self._flight[dispatch.run_id] = _Flight(dispatch, owner, owner.handed)
+                owner.handed += 1
+        written = 0
         rounds = max(len(s) for s in shares.values())
         for start in range(0, rounds, BATCH):  # first batches first: every process starts
             for one in live:
                 batch = shares[one.index][start : start + BATCH]
-                if batch:
-                    self._write(one, batch)
+                if batch and self._write(one, batch):
+                    written += len(batch)
+        return written
 
     @property
     def in_flight(self) -> int:
@@ -144,15 +187,15 @@ class SenderPool:
                 continue
             with self._lock:
                 for run_id in run_ids:
-                    entry = self._flight.pop(run_id, None)
-                    if entry is not None:
-                        taken.append(entry[0])
+                    flight = self._flight.pop(run_id, None)
+                    if flight is not None:
+                        taken.append(flight.dispatch)
                 self._idle.notify_all()
         return taken
 
     def take_unsettled(self) -> tuple[list[int], list[int]]:
         """Return (and forget) the runs to hand back, never received by a process, and those
-        to abandon, which a process had when it died."""
+        to abandon, which a process had acknowledged when it died."""
         with self._lock:
             settled = self._hand_back, self._abandon
             self._hand_back, self._abandon = [], []
@@ -164,10 +207,13 @@ class SenderPool:
             return self._idle.wait_for(lambda: not self._flight, timeout)
 
     def close(self) -> None:
-        """Ask the processes to exit (calls still going are cut short), then make sure."""
+        """Ask the processes to exit (calls still going are cut short), then make sure; once."""
         with self._lock:
-            self._closing = True
+            if self._closing:
+                return
+            self._closing = True  # from now on no process is started
             running = [p for p in self._processes if p is not None]
+        atexit.unregister(self.close)
         for one in running:
             self._send(one, ("close",))
         for one in running:
@@ -175,6 +221,9 @@ class SenderPool:
             if one.process.is_alive():
                 one.process.kill()
                 one.process.join(STOP_SECONDS)
+        for one in running:  # their runs settled (take_unsettled) before close returns
+            if one.receiving is not None:
+                one.receiving.join(STOP_SECONDS)
 
     @property
     def pids(self) -> list[int]:
@@ -185,14 +234,15 @@ class SenderPool:
 
     def _start(self, index: int) -> None:
         ours, theirs = self._context.Pipe()
+        count = len(self._processes)
         process = self._context.Process(
             target=sender_process.main,
             args=(
                 theirs,
                 self._settings,
                 self._token,
-                share(self._workers, index, len(self._processes)),
-                share(self._per_host, index, len(self._processes)),
+                share(self._workers, index, count),
+                share(self._per_host, index, count),
             ),
             name=f"sender-{index}",
             daemon=True,  # ended with the gateway
@@ -201,11 +251,18 @@ class SenderPool:
         theirs.close()  # so that its death reads as the end of the pipe here
         one = _Process(index, process, ours, time.monotonic())
         with self._lock:
-            self._processes[index] = one
-        receiving = threading.Thread(
+            closing = self._closing
+            if not closing:
+                self._processes[index] = one
+        if closing:  # close() ran meanwhile and will not see this one
+            process.kill()
+            process.join(STOP_SECONDS)
+            ours.close()
+            return
+        one.receiving = threading.Thread(
             target=self._receive, args=(one,), name=f"sender-{index}-receive", daemon=True
         )
-        receiving.start()
+        one.receiving.start()
 
     def _receive(self, one: _Process) -> None:
         """Read what process `one` writes until it ends; then settle its runs, start another."""
@@ -218,41 +275,48 @@ class SenderPool:
                 logger.exception("sender process %d sent what cannot be read", one.index)
                 one.process.kill()
                 break
-            if message[0] == "sent":
-                self._answered(one, message[1], message[2], message[3])
-            elif message[0] == "waiting":
+            kind = message[0]
+            if kind == "got":
+                with self._lock:
+                    one.received += message[1]
+            elif kind == "sent":
+                self._answered(one, message[1], message[2])
+            elif kind == "waiting":
                 one.replies.put(message[1])
         self._ended(one)
 
-    def _answered(self, one: _Process, results: list[Any], received: int, unstarted: int) -> None:
+    def _answered(self, one: _Process, results: list[Any], unstarted: int) -> None:
         with self._lock:
-            entries = [(self._flight.get(rid), outcome, late) for rid, outcome, late in results]
-        for entry, outcome, lateness_ms in entries:
-            if entry is not None:
-                self._on_sent(Sent(entry[0], outcome, lateness_ms))
+            found = [(self._flight.get(rid), outcome, late) for rid, outcome, late in results]
+        for flight, outcome, lateness_ms in found:
+            if flight is not None:
+                self._on_sent(Sent(flight.dispatch, outcome, lateness_ms))
         with self._lock:  # out of flight once the outcome is handed on: drain waits for both
-            for entry, _, _ in entries:
-                if entry is not None:
-                    self._flight.pop(entry[0].run_id, None)
-            one.received, one.unstarted = received, unstarted
+            for flight, _, _ in found:
+                if flight is not None:
+                    self._flight.pop(flight.dispatch.run_id, None)
+            one.unstarted = unstarted
             self._idle.notify_all()
 
     def _ended(self, one: _Process) -> None:
         one.process.join(STOP_SECONDS)
         one.conn.close()
         with self._lock:
-            lost = [run_id for run_id, (_, at) in self._flight.items() if at == one.index]
-            for run_id in lost:
-                del self._flight[run_id]
-            self._abandon += lost
+            mine = [f for f in self._flight.values() if f.owner is one]
+            for flight in mine:
+                del self._flight[flight.dispatch.run_id]
+                # Acknowledged: its calls may have begun. Not: it never read them.
+                read = flight.seq < one.received
+                (self._abandon if read else self._hand_back).append(flight.dispatch.run_id)
             self._processes[one.index] = None
             self._idle.notify_all()
             if self._closing:
                 return
+        lost = sum(1 for f in mine if f.seq < one.received)
         logger.error(
-            "sender process %d (pid %s) exited with code %s; the %d call(s) it had are "
-            "abandoned; starting another",
-            one.index, one.process.pid, one.process.exitcode, len(lost),
+            "sender process %d (pid %s) exited with code %s; of the calls it had, %d are "
+            "abandoned (it may have made them) and %d go back to the queue; starting another",
+            one.index, one.process.pid, one.process.exitcode, lost, len(mine) - lost,
         )  # fmt: skip
         self._restarts[one.index] = (
             self._restarts[one.index] + 1
@@ -273,20 +337,24 @@ class SenderPool:
                 logger.exception("cannot start sender process %d; trying again", one.index)
                 delay = most
 
-    def _write(self, one: _Process, batch: list[Dispatch]) -> None:
-        with self._lock:
-            one.handed += len(batch)
+    def _write(self, one: _Process, batch: list[Dispatch]) -> bool:
+        """Write a batch to process `one`; if it cannot be, its runs go back to the queue."""
         if self._send(one, ("send", batch)):
-            return
+            return True
         with self._lock:  # not written: never called; unless the death path took them first
             for dispatch in batch:
                 if self._flight.pop(dispatch.run_id, None) is not None:
                     self._hand_back.append(dispatch.run_id)
+            self._idle.notify_all()
+        return False
 
     def _send(self, one: _Process, message: Any) -> bool:
-        """Write `message` to process `one`; False if it is gone."""
+        """Write `message` to process `one` (only the loop's thread writes); False if not."""
         try:
-            one.conn.send(message)  # only the loop's thread writes
+            one.conn.send(message)
             return True
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # it is gone (or its pipe closed here)
+            return False
+        except Exception:  # what cannot be pickled: a bug; the runs are handed back
+            logger.exception("cannot write to sender process %d", one.index)
             return False
