@@ -132,7 +132,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "latest.md"))
     parser.add_argument("--notes", default=None, help="a markdown file appended at the end")
     args = parser.parse_args()
-    latest: dict[tuple[str, str, Any], dict[str, Any]] = {}
+    latest: dict[tuple[Any, ...], dict[str, Any]] = {}
     for line in (RESULTS / "runs.jsonl").read_text().splitlines():
         r = json.loads(line)
         if r["scenario"] in ("endpoint-cpu", "client-cpu"):  # in process, not a sitting row
@@ -140,7 +140,8 @@ def main() -> None:
         if r["when"] >= args.since:
             window = r["window"][1] - r["window"][0] if "window" in r else None
             pinned = (r.get("code") or {}).get("rev")
-            latest[(r["scenario"], r["system"], r.get("workers"), window, pinned)] = r
+            case = (r["scenario"], r["system"], r.get("workers"), r.get("senders"), window, pinned)
+            latest[case] = r
     order = ["same-100", "same-1000", "rate-5000", "spread-10000"]
     timed = sorted(
         (r for r in latest.values() if r["scenario"] in order),
@@ -149,6 +150,7 @@ def main() -> None:
             SYSTEMS.index(r["system"]),
             bool(r["code"].get("rev")),
             r.get("workers", 0),
+            r.get("senders") or 0,
             r["window"][0],
         ),
     )
