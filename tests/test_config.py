@@ -83,9 +83,14 @@ def test_gateway_senders_reads_from_the_file(tmp_path: Path) -> None:
     assert load_settings({}, config_file="/nonexistent.toml").gateway_senders == 0
 
 
-def test_gateway_senders_cannot_outnumber_the_workers_or_the_cap_per_host(tmp_path: Path) -> None:
+@pytest.mark.parametrize("other", ["gateway_per_host", "gateway_workers"])
+def test_gateway_senders_cannot_outnumber_the_workers_or_the_cap_per_host(
+    tmp_path: Path, other: str
+) -> None:
     path = tmp_path / "gateway.toml"
-    path.write_text("[gateway]\ngateway_senders = 3\ngateway_per_host = 2\n")
-    with pytest.raises(ConfigError, match="gateway_per_host") as e:
+    path.write_text(f"[gateway]\ngateway_senders = 3\n{other} = 2\n")
+    with pytest.raises(ConfigError, match="must not be more than") as e:
         load_settings({}, config_file=str(path))
     assert e.value.field == "gateway_senders"
+    path.write_text(f"[gateway]\ngateway_senders = 2\n{other} = 2\n")
+    assert load_settings({}, config_file=str(path)).gateway_senders == 2

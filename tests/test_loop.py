@@ -474,3 +474,17 @@ def test_a_gateway_stopped_before_it_started_leaves_no_sender_process(
     s.stop()  # SIGTERM while the database was still down at start: run() returns at once
     s.run()
     assert all(pid_ended(pid) for pid in pids) and s.dispatcher.pids == []
+
+
+def test_while_no_sender_is_alive_due_runs_wait_and_the_loop_sleeps(
+    scheduler: Scheduler, clock: FakeClock
+) -> None:
+    row = job(clock, "tick")
+    enqueue(row, "manual", clock.now())
+    scheduler.dispatcher.ready = False  # type: ignore[misc]  # as a SenderPool restarting
+    assert not round_trip(scheduler)
+    assert [r.status for r in runs_of(row)] == ["queued"] and calls == []
+    assert scheduler.seconds_until_next_due() == scheduler.pacing.wake_interval  # no spin
+    scheduler.dispatcher.ready = True  # type: ignore[misc]
+    assert round_trip(scheduler)
+    assert [r.status for r in runs_of(row)] == ["success"]

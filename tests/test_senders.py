@@ -6,6 +6,7 @@ whoever asks (the loop). A sender process is killed with SIGKILL to see what a c
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import signal
@@ -21,6 +22,7 @@ from flask import Flask
 from flask import request
 
 from gateway.config import Settings
+from gateway.scheduler import senders
 from gateway.scheduler.senders import SenderPool
 from gateway.scheduler.senders import share
 from gateway.scheduler.sending import Sent
@@ -165,20 +167,41 @@ def test_runs_a_dead_process_never_read_go_back_to_the_queue(
         pool.close()
 
 
-def test_while_no_process_is_alive_the_pool_takes_nothing(target: tuple[Target, str]) -> None:
+def test_while_no_process_is_alive_the_pool_takes_nothing(
+    target: tuple[Target, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, url = target
     outcomes = Outcomes()
+    monkeypatch.setattr(senders, "RESTART_BACKOFF_SECONDS", (5.0, 30.0))  # a 5 s gap
     pool = pool_of(1, outcomes)
     try:
         assert pool.ready
         [pid] = pool.pids
-        os.kill(pid, signal.SIGKILL)  # it dies right after its start: the next one waits 1 s
+        os.kill(pid, signal.SIGKILL)  # it dies right after its start: the next one waits 5 s
         _wait(lambda: not pool.ready, "the pool to see its process gone")
         assert pool.submit_all([dispatch(5, url)]) == 0  # the loop does not take runs now
         assert pool.take_unsettled() == ([5], [])
-        _wait(lambda: pool.ready, "another process")
+        _wait(lambda: pool.ready, "another process", seconds=30)
         assert pool.submit_all([dispatch(6, url)]) == 1
         assert [s.dispatch.run_id for s in outcomes.wait(1)] == [6]
+    finally:
+        pool.close()
+
+
+def test_a_run_that_cannot_be_written_goes_back_and_the_process_stays(
+    target: tuple[Target, str],
+) -> None:
+    _, url = target
+    outcomes = Outcomes()
+    pool = pool_of(1, outcomes)
+    try:
+        pids = pool.pids
+        bad = dataclasses.replace(dispatch(8, url), payload=lambda: None)  # cannot be pickled
+        assert pool.submit_all([bad]) == 0
+        assert pool.take_unsettled() == ([8], []) and pool.in_flight == 0
+        assert pool.submit_all([dispatch(9, url)]) == 1  # its place was given back: the
+        assert [s.dispatch.run_id for s in outcomes.wait(1)] == [9]  # count still matches
+        assert pool.pids == pids and not pool.starting
     finally:
         pool.close()
 

@@ -304,6 +304,8 @@ class Scheduler:
         """Return how long to sleep: until the next due time, at most the wake interval."""
         if not self.active:
             return self.pacing.wake_interval * 2  # standby: try the lease again soon
+        if not self.dispatcher.ready:  # due runs wait for a sender: not a busy loop meanwhile
+            return self.pacing.wake_interval
         now = self.clock.now()
         due = claims.next_due_at(now, self._claim_ahead)
         if due is None:

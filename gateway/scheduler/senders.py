@@ -19,6 +19,7 @@ import atexit
 import logging
 import multiprocessing
 import queue
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -58,13 +59,16 @@ class _Process:
     handed: int = 0  # dispatches given to it, in order (a run's `seq` is its place)
     received: int = 0  # … of which it acknowledged the first this many
     unstarted: int = 0  # … and said this many had not begun
+    # Its acknowledgements cannot be relied on (a message lost or unreadable): when it ends,
+    # every run it had may have been called.
+    untrusted: bool = False
 
 
 @dataclass(frozen=True)
 class _Flight:
     dispatch: Dispatch
     owner: _Process
-    seq: int
+    seq: int = -1  # its place among the dispatches written to `owner`; -1: not written yet
 
 
 def share(total: int, index: int, processes: int) -> int:
@@ -74,9 +78,11 @@ def share(total: int, index: int, processes: int) -> int:
 
 
 def child_settings(settings: Settings) -> Settings:
-    """Return the settings a sender needs: no database, no admin, metrics or alert secrets."""
+    """Return the settings a sender is given: no database, no admin, metrics or alert secrets.
+    (Its environment is the gateway's, as for any child process.)"""
     return replace(
         settings,
+        require_signature=False,  # an endpoint's rule; checked against the secrets cleared here
         database_url="sqlite:///:memory:",
         cron_token=None,  # the token it sends comes as its own argument
         admin_token=None,
@@ -102,6 +108,10 @@ class SenderPool:
         workers: int,
         per_host: int,
     ) -> None:
+        if processes > min(workers, per_host):  # each gets at least one of both
+            raise ValueError(
+                f"{processes} senders need at least as many workers and calls per host"
+            )
         self._settings = child_settings(settings)
         self._token = token
         self._on_sent = on_sent
@@ -151,8 +161,7 @@ class SenderPool:
                 self._turn[host] = turn + 1
                 owner = live[turn % len(live)]
                 shares[owner.index].append(dispatch)
-                self._flight[dispatch.run_id] = _Flight(dispatch, owner, owner.handed)
-                owner.handed += 1
+                self._flight[dispatch.run_id] = _Flight(dispatch, owner)
         written = 0
         rounds = max(len(s) for s in shares.values())
         for start in range(0, rounds, BATCH):  # first batches first: every process starts
@@ -215,7 +224,8 @@ class SenderPool:
             running = [p for p in self._processes if p is not None]
         atexit.unregister(self.close)
         for one in running:
-            self._send(one, ("close",))
+            if _writable(one.conn, 1.0):  # a frozen child with a full pipe is killed below
+                self._send(one, ("close",))
         for one in running:
             one.process.join(STOP_SECONDS)
             if one.process.is_alive():
@@ -266,24 +276,25 @@ class SenderPool:
 
     def _receive(self, one: _Process) -> None:
         """Read what process `one` writes until it ends; then settle its runs, start another."""
-        while True:
-            try:
-                message = one.conn.recv()
-            except (EOFError, OSError):
-                break
-            except Exception:  # a message that cannot be read: the process cannot be trusted
-                logger.exception("sender process %d sent what cannot be read", one.index)
-                one.process.kill()
-                break
-            kind = message[0]
-            if kind == "got":
-                with self._lock:
-                    one.received += message[1]
-            elif kind == "sent":
-                self._answered(one, message[1], message[2])
-            elif kind == "waiting":
-                one.replies.put(message[1])
-        self._ended(one)
+        try:
+            while True:
+                try:
+                    message = one.conn.recv()
+                except (EOFError, OSError):
+                    return
+                kind = message[0]
+                if kind == "got":
+                    with self._lock:
+                        one.received += message[1]
+                elif kind == "sent":
+                    self._answered(one, message[1], message[2])
+                elif kind == "waiting":
+                    one.replies.put(message[1])
+        except Exception:  # a message that cannot be read or handled: it cannot be trusted
+            logger.exception("sender process %d: what it sent cannot be handled", one.index)
+            self._distrust(one)
+        finally:
+            self._ended(one)
 
     def _answered(self, one: _Process, results: list[Any], unstarted: int) -> None:
         with self._lock:
@@ -298,21 +309,27 @@ class SenderPool:
             one.unstarted = unstarted
             self._idle.notify_all()
 
+    def _distrust(self, one: _Process) -> None:
+        """Stop process `one` and count every run it had as possibly called."""
+        one.untrusted = True
+        one.process.kill()
+
     def _ended(self, one: _Process) -> None:
+        # Its connection is not closed here: the loop's thread may be writing to it, and a
+        # closed descriptor's number could be reused by the next process's pipe meanwhile.
         one.process.join(STOP_SECONDS)
-        one.conn.close()
         with self._lock:
             mine = [f for f in self._flight.values() if f.owner is one]
             for flight in mine:
                 del self._flight[flight.dispatch.run_id]
                 # Acknowledged: its calls may have begun. Not: it never read them.
-                read = flight.seq < one.received
+                read = one.untrusted or 0 <= flight.seq < one.received
                 (self._abandon if read else self._hand_back).append(flight.dispatch.run_id)
             self._processes[one.index] = None
             self._idle.notify_all()
             if self._closing:
                 return
-        lost = sum(1 for f in mine if f.seq < one.received)
+        lost = sum(1 for f in mine if one.untrusted or 0 <= f.seq < one.received)
         logger.error(
             "sender process %d (pid %s) exited with code %s; of the calls it had, %d are "
             "abandoned (it may have made them) and %d go back to the queue; starting another",
@@ -338,10 +355,26 @@ class SenderPool:
                 delay = most
 
     def _write(self, one: _Process, batch: list[Dispatch]) -> bool:
-        """Write a batch to process `one`; if it cannot be, its runs go back to the queue."""
-        if self._send(one, ("send", batch)):
+        """Write a batch to process `one`; if it cannot be, its runs go back to the queue.
+
+        The batch's places are taken before it is written (the process may acknowledge it at
+        once) and given back if it is not: only this thread writes, so the places of the
+        batches written stay the ones the process counts in its acknowledgements."""
+        with self._lock:
+            first = one.handed
+            for place, dispatch in enumerate(batch):
+                if dispatch.run_id in self._flight:  # not settled by the death path already
+                    self._flight[dispatch.run_id] = _Flight(dispatch, one, first + place)
+            one.handed += len(batch)
+        try:
+            written = self._send(one, ("send", batch))
+        except Exception:  # what cannot be pickled: a bug, said; the runs are handed back
+            logger.exception("cannot write to sender process %d", one.index)
+            written = False
+        if written:
             return True
         with self._lock:  # not written: never called; unless the death path took them first
+            one.handed -= len(batch)
             for dispatch in batch:
                 if self._flight.pop(dispatch.run_id, None) is not None:
                     self._hand_back.append(dispatch.run_id)
@@ -349,12 +382,18 @@ class SenderPool:
         return False
 
     def _send(self, one: _Process, message: Any) -> bool:
-        """Write `message` to process `one` (only the loop's thread writes); False if not."""
+        """Write `message` to process `one` (only the loop's thread writes); False if it is
+        gone. Anything else (a message that cannot be pickled) raises."""
         try:
             one.conn.send(message)
             return True
-        except (OSError, ValueError):  # it is gone (or its pipe closed here)
+        except (OSError, ValueError):  # it is gone (or its pipe closed)
             return False
-        except Exception:  # what cannot be pickled: a bug; the runs are handed back
-            logger.exception("cannot write to sender process %d", one.index)
-            return False
+
+
+def _writable(conn: Connection, timeout: float) -> bool:
+    """Return True if `conn` can take a message within `timeout` seconds (not a full pipe)."""
+    try:
+        return bool(select.select([], [conn.fileno()], [], timeout)[1])
+    except (OSError, ValueError):
+        return False
