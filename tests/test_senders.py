@@ -201,7 +201,7 @@ def test_a_run_that_cannot_be_written_goes_back_and_the_process_stays(
         assert pool.take_unsettled() == ([8], []) and pool.in_flight == 0
         assert pool.submit_all([dispatch(9, url)]) == 1  # its place was given back: the
         assert [s.dispatch.run_id for s in outcomes.wait(1)] == [9]  # count still matches
-        assert pool.pids == pids and not pool.starting
+        assert pool.drain(5) and pool.pids == pids and not pool.starting
     finally:
         pool.close()
 

@@ -323,13 +323,13 @@ class SenderPool:
             for flight in mine:
                 del self._flight[flight.dispatch.run_id]
                 # Acknowledged: its calls may have begun. Not: it never read them.
-                read = one.untrusted or 0 <= flight.seq < one.received
+                read = flight.seq >= 0 and (one.untrusted or flight.seq < one.received)
                 (self._abandon if read else self._hand_back).append(flight.dispatch.run_id)
             self._processes[one.index] = None
             self._idle.notify_all()
             if self._closing:
                 return
-        lost = sum(1 for f in mine if one.untrusted or 0 <= f.seq < one.received)
+        lost = sum(1 for f in mine if f.seq >= 0 and (one.untrusted or f.seq < one.received))
         logger.error(
             "sender process %d (pid %s) exited with code %s; of the calls it had, %d are "
             "abandoned (it may have made them) and %d go back to the queue; starting another",
@@ -394,6 +394,8 @@ class SenderPool:
 def _writable(conn: Connection, timeout: float) -> bool:
     """Return True if `conn` can take a message within `timeout` seconds (not a full pipe)."""
     try:
-        return bool(select.select([], [conn.fileno()], [], timeout)[1])
+        poller = select.poll()  # not select(): descriptors above 1024
+        poller.register(conn.fileno(), select.POLLOUT)
+        return bool(poller.poll(timeout * 1000))
     except (OSError, ValueError):
         return False
