@@ -460,7 +460,7 @@ def test_runs_of_a_dead_sender_process_are_queued_again_or_abandoned(
     scheduler._settle_unsent(clock.now())
     statuses = {r.id: (r.status, r.error) for r in runs_of(row)}
     assert statuses[never_sent.run_id] == ("queued", None)  # sent in a later round
-    assert statuses[lost.run_id] == ("abandoned", loop.ABANDONED_BY_SENDER)
+    assert statuses[lost.run_id] == ("abandoned", claims.ABANDONED_BY_SENDER)
     assert statuses[attached.run_id] == ("running", None)  # its endpoint ends it
 
 

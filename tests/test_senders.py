@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from collections.abc import Iterator
 from datetime import UTC
 from datetime import datetime
@@ -84,6 +85,26 @@ def pool_of(processes: int, outcomes: Outcomes, per_host: int = 16) -> SenderPoo
     return SenderPool(settings, TOKEN, outcomes, processes=processes, workers=8, per_host=per_host)
 
 
+Start = Callable[..., tuple[SenderPool, Outcomes]]
+
+
+@pytest.fixture
+def start(target: tuple[Target, str]) -> Iterator[Start]:
+    """Start pools (`start(processes, per_host=16)`); after the test, release the endpoint
+    and close them all."""
+    started: list[SenderPool] = []
+
+    def make(processes: int, per_host: int = 16) -> tuple[SenderPool, Outcomes]:
+        outcomes = Outcomes()
+        started.append(pool_of(processes, outcomes, per_host))
+        return started[-1], outcomes
+
+    yield make
+    target[0].release.set()
+    for pool in started:
+        pool.close()
+
+
 def dispatch(run_id: int, url: str, name: str = "job") -> Dispatch:
     slot = datetime.now(UTC)
     return Dispatch(
@@ -99,111 +120,93 @@ def test_each_process_gets_its_share_of_the_workers_and_the_cap_per_host() -> No
 
 def test_runs_are_called_by_both_processes_and_each_outcome_comes_back_once(
     target: tuple[Target, str],
+    start: Start,
 ) -> None:
     seen, url = target
-    outcomes = Outcomes()
-    pool = pool_of(2, outcomes)
-    try:
-        pool.submit_all([dispatch(n, url, f"job{n}") for n in range(1, 201)])
-        sent = outcomes.wait(200)
-        assert pool.drain(5) and pool.in_flight == 0
-        assert sorted(s.dispatch.run_id for s in sent) == list(range(1, 201))
-        assert {s.outcome.status for s in sent} == {"success"}
-        assert {s.outcome.http_status for s in sent} == {200}
-        assert all(0 <= s.lateness_ms < 20_000 for s in sent)
-        assert [p.handed for p in pool._processes if p is not None] == [100, 100]
-        assert not pool.starting
-        assert pool.take_unsettled() == ([], [])
-        headers = seen.seen[0]
-        assert headers["X-Cron-Token"] == TOKEN and headers["X-Cron-Attempt"] == "1"
-        assert headers["X-Cron-Trigger"] == "schedule" and "X-Cron-Signature" in headers
-        assert len({h["X-Cron-Execution-Id"] for h in seen.seen}) == 200
-    finally:
-        pool.close()
+    pool, outcomes = start(2)
+    pool.submit_all([dispatch(n, url, f"job{n}") for n in range(1, 201)])
+    sent = outcomes.wait(200)
+    assert pool.drain(5) and pool.in_flight == 0
+    assert sorted(s.dispatch.run_id for s in sent) == list(range(1, 201))
+    assert {s.outcome.status for s in sent} == {"success"}
+    assert {s.outcome.http_status for s in sent} == {200}
+    assert all(0 <= s.lateness_ms < 20_000 for s in sent)
+    assert [p.handed for p in pool._processes if p is not None] == [100, 100]
+    assert not pool.starting
+    assert pool.take_unsettled() == ([], [])
+    headers = seen.seen[0]
+    assert headers["X-Cron-Token"] == TOKEN and headers["X-Cron-Attempt"] == "1"
+    assert headers["X-Cron-Trigger"] == "schedule" and "X-Cron-Signature" in headers
+    assert len({h["X-Cron-Execution-Id"] for h in seen.seen}) == 200
 
 
 def test_a_killed_process_leaves_its_runs_to_abandon_and_another_takes_its_place(
     target: tuple[Target, str],
+    start: Start,
 ) -> None:
     seen, url = target
-    outcomes = Outcomes()
-    pool = pool_of(1, outcomes)
-    try:
-        first = pool.pids
-        pool.submit(dispatch(1, url, "slow"))
-        _wait(lambda: len(seen.seen) == 1, "the slow call to reach the endpoint")
-        os.kill(first[0], signal.SIGKILL)
-        _wait(lambda: pool.in_flight == 0, "the dead process's run to be given up")
-        assert pool.take_unsettled() == ([], [1])  # called, perhaps: abandoned, not resent
-        assert pool.in_flight == 0 and outcomes.sent == []
-        _wait(lambda: pool.pids and pool.pids != first, "another sender process")
-        pool.submit(dispatch(2, url, "fast"))
-        assert [s.dispatch.run_id for s in outcomes.wait(1)] == [2]
-    finally:
-        seen.release.set()
-        pool.close()
+    pool, outcomes = start(1)
+    first = pool.pids
+    pool.submit(dispatch(1, url, "slow"))
+    _wait(lambda: len(seen.seen) == 1, "the slow call to reach the endpoint")
+    os.kill(first[0], signal.SIGKILL)
+    _wait(lambda: pool.in_flight == 0, "the dead process's run to be given up")
+    assert pool.take_unsettled() == ([], [1])  # called, perhaps: abandoned, not resent
+    assert pool.in_flight == 0 and outcomes.sent == []
+    _wait(lambda: pool.pids and pool.pids != first, "another sender process")
+    pool.submit(dispatch(2, url, "fast"))
+    assert [s.dispatch.run_id for s in outcomes.wait(1)] == [2]
 
 
 def test_runs_a_dead_process_never_read_go_back_to_the_queue(
     target: tuple[Target, str],
+    start: Start,
 ) -> None:
     seen, url = target
-    outcomes = Outcomes()
-    pool = pool_of(1, outcomes, per_host=1)
-    try:
-        [pid] = pool.pids
-        pool.submit_all([dispatch(n, url, f"slow{n}") for n in (1, 2)])  # 2 waits behind 1
-        _wait(lambda: len(seen.seen) == 1, "the first call to reach the endpoint")
-        os.kill(pid, signal.SIGSTOP)  # alive, reading nothing more
-        pool.submit_all([dispatch(n, url, f"slow{n}") for n in (3, 4)])  # stays in the pipe
-        os.kill(pid, signal.SIGKILL)
-        _wait(lambda: pool.in_flight == 0, "the dead process's runs to be settled")
-        hand_back, abandon = pool.take_unsettled()
-        assert sorted(hand_back) == [3, 4]  # never read: sent again by a later round
-        assert sorted(abandon) == [1, 2]  # read (2 was not begun, but nobody can tell)
-        assert len(seen.seen) == 1 and outcomes.sent == []
-    finally:
-        seen.release.set()
-        pool.close()
+    pool, outcomes = start(1, per_host=1)
+    [pid] = pool.pids
+    pool.submit_all([dispatch(n, url, f"slow{n}") for n in (1, 2)])  # 2 waits behind 1
+    _wait(lambda: len(seen.seen) == 1, "the first call to reach the endpoint")
+    os.kill(pid, signal.SIGSTOP)  # alive, reading nothing more
+    pool.submit_all([dispatch(n, url, f"slow{n}") for n in (3, 4)])  # stays in the pipe
+    os.kill(pid, signal.SIGKILL)
+    _wait(lambda: pool.in_flight == 0, "the dead process's runs to be settled")
+    hand_back, abandon = pool.take_unsettled()
+    assert sorted(hand_back) == [3, 4]  # never read: sent again by a later round
+    assert sorted(abandon) == [1, 2]  # read (2 was not begun, but nobody can tell)
+    assert len(seen.seen) == 1 and outcomes.sent == []
 
 
 def test_while_no_process_is_alive_the_pool_takes_nothing(
-    target: tuple[Target, str], monkeypatch: pytest.MonkeyPatch
+    target: tuple[Target, str], monkeypatch: pytest.MonkeyPatch, start: Start
 ) -> None:
     _, url = target
-    outcomes = Outcomes()
     monkeypatch.setattr(senders, "RESTART_BACKOFF_SECONDS", (5.0, 30.0))  # a 5 s gap
-    pool = pool_of(1, outcomes)
-    try:
-        assert pool.ready
-        [pid] = pool.pids
-        os.kill(pid, signal.SIGKILL)  # it dies right after its start: the next one waits 5 s
-        _wait(lambda: not pool.ready, "the pool to see its process gone")
-        assert pool.submit_all([dispatch(5, url)]) == 0  # the loop does not take runs now
-        assert pool.take_unsettled() == ([5], [])
-        _wait(lambda: pool.ready, "another process", seconds=30)
-        assert pool.submit_all([dispatch(6, url)]) == 1
-        assert [s.dispatch.run_id for s in outcomes.wait(1)] == [6]
-    finally:
-        pool.close()
+    pool, outcomes = start(1)
+    assert pool.ready
+    [pid] = pool.pids
+    os.kill(pid, signal.SIGKILL)  # it dies right after its start: the next one waits 5 s
+    _wait(lambda: not pool.ready, "the pool to see its process gone")
+    assert pool.submit_all([dispatch(5, url)]) == 0  # the loop does not take runs now
+    assert pool.take_unsettled() == ([5], [])
+    _wait(lambda: pool.ready, "another process", seconds=30)
+    assert pool.submit_all([dispatch(6, url)]) == 1
+    assert [s.dispatch.run_id for s in outcomes.wait(1)] == [6]
 
 
 def test_a_run_that_cannot_be_written_goes_back_and_the_process_stays(
     target: tuple[Target, str],
+    start: Start,
 ) -> None:
     _, url = target
-    outcomes = Outcomes()
-    pool = pool_of(1, outcomes)
-    try:
-        pids = pool.pids
-        bad = dataclasses.replace(dispatch(8, url), payload=lambda: None)  # cannot be pickled
-        assert pool.submit_all([bad]) == 0
-        assert pool.take_unsettled() == ([8], []) and pool.in_flight == 0
-        assert pool.submit_all([dispatch(9, url)]) == 1  # its place was given back: the
-        assert [s.dispatch.run_id for s in outcomes.wait(1)] == [9]  # count still matches
-        assert pool.drain(5) and pool.pids == pids and not pool.starting
-    finally:
-        pool.close()
+    pool, outcomes = start(1)
+    pids = pool.pids
+    bad = dataclasses.replace(dispatch(8, url), payload=lambda: None)  # cannot be pickled
+    assert pool.submit_all([bad]) == 0
+    assert pool.take_unsettled() == ([8], []) and pool.in_flight == 0
+    assert pool.submit_all([dispatch(9, url)]) == 1  # its place was given back: the
+    assert [s.dispatch.run_id for s in outcomes.wait(1)] == [9]  # count still matches
+    assert pool.drain(5) and pool.pids == pids and not pool.starting
 
 
 def test_close_while_a_process_restarts_leaves_no_process_behind() -> None:
@@ -217,22 +220,19 @@ def test_close_while_a_process_restarts_leaves_no_process_behind() -> None:
     assert not [p for p in multiprocessing.active_children() if p.name.startswith("sender-")]
 
 
-def test_runs_not_started_are_handed_back_at_shutdown(target: tuple[Target, str]) -> None:
+def test_runs_not_started_are_handed_back_at_shutdown(
+    target: tuple[Target, str], start: Start
+) -> None:
     seen, url = target
-    outcomes = Outcomes()
-    pool = pool_of(1, outcomes, per_host=1)
-    try:
-        pool.submit_all([dispatch(n, url, f"slow{n}") for n in (1, 2, 3)])
-        _wait(lambda: len(seen.seen) == 1, "the first call to reach the endpoint")
-        taken = pool.take_waiting()  # 2 and 3 wait behind the cap of one call per host
-        assert sorted(d.run_id for d in taken) == [2, 3]
-        assert pool.in_flight == 1 and not pool.drain(0.05)
-        seen.release.set()
-        assert pool.drain(10)
-        assert [s.dispatch.run_id for s in outcomes.wait(1)] == [1]
-    finally:
-        seen.release.set()
-        pool.close()
+    pool, outcomes = start(1, per_host=1)
+    pool.submit_all([dispatch(n, url, f"slow{n}") for n in (1, 2, 3)])
+    _wait(lambda: len(seen.seen) == 1, "the first call to reach the endpoint")
+    taken = pool.take_waiting()  # 2 and 3 wait behind the cap of one call per host
+    assert sorted(d.run_id for d in taken) == [2, 3]
+    assert pool.in_flight == 1 and not pool.drain(0.05)
+    seen.release.set()
+    assert pool.drain(10)
+    assert [s.dispatch.run_id for s in outcomes.wait(1)] == [1]
 
 
 def test_after_close_the_processes_are_gone_and_new_runs_go_back_to_the_queue(

@@ -61,7 +61,6 @@ from gateway.store.runs import finish_run
 logger = logging.getLogger("gateway.scheduler")
 
 ACTIVE_LEASE = "gateway:active"
-ABANDONED_BY_SENDER = "the gateway's sender process died during this call (it may have been made)"
 SYNC_RETRY_SECONDS = 5  # at start, until the apps answer
 SYNC_START_ATTEMPTS = 12
 RESYNC_SECONDS = 300
@@ -295,7 +294,7 @@ class Scheduler:
             # Only those still *dispatched*: one an endpoint attached to (*running*) is that
             # endpoint's to end, or the reaper's if its worker stops beating.
             abandoned = claims.abandon(
-                self._to_abandon, now, reason=ABANDONED_BY_SENDER, statuses=("dispatched",)
+                self._to_abandon, now, reason=claims.ABANDONED_BY_SENDER, statuses=("dispatched",)
             )
             self._to_abandon = []
             logger.warning("%d run(s) a sender process had when it died are abandoned", abandoned)

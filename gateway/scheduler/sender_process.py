@@ -90,14 +90,13 @@ class _Child:
                 batch: list[Dispatch] = message[1]
                 if not self._write(("got", len(batch))):
                     return  # not acknowledged, so not called: the gateway hands them back
-                with self._changed:
+                self._dispatcher.submit_all(batch)
+                with self._changed:  # after the submit: the reporter sees the batch unstarted
                     self._received += len(batch)
                     self._changed.notify_all()
-                self._dispatcher.submit_all(batch)
             elif kind == "take_waiting":
                 self._write(("waiting", [d.run_id for d in self._dispatcher.take_waiting()]))
             elif kind == "close":
-                self._dispatcher.drain(float(message[1]) if len(message) > 1 else 0.0)
                 return
 
     def _call(self, dispatch: Dispatch) -> None:

@@ -47,6 +47,7 @@ from gateway.store.runs import new_execution_id
 logger = logging.getLogger("gateway.claims")
 
 ABANDONED_BY_GATEWAY = "the gateway that sent this run stopped before recording its end"
+ABANDONED_BY_SENDER = "the gateway's sender process died during this call (it may have been made)"
 
 
 @dataclass(frozen=True)
