@@ -11,15 +11,16 @@ from werkzeug.serving import make_server
 
 
 @contextmanager
-def serving(app: Flask) -> Iterator[str]:
-    """Serve `app` on a free port of 127.0.0.1 (threaded) and yield its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+def serving(app: Flask, tls: tuple[str, str] | None = None) -> Iterator[str]:
+    """Serve `app` on a free port of 127.0.0.1 (threaded) and yield its base URL; over HTTPS
+    with `tls` (certificate and key files)."""
+    server = make_server("127.0.0.1", 0, app, threaded=True, ssl_context=tls)
     thread = threading.Thread(
         target=server.serve_forever, args=(0.05,), name="test-server", daemon=True
     )
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
         thread.join(timeout=5)

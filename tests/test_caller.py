@@ -1,16 +1,18 @@
-"""Caller: one HTTP call → Outcome. The only place the wire is faked: `Wire` stands in for the
-urllib3 PoolManager and answers with real urllib3 responses (or raises urllib3's errors)."""
+"""Caller: one HTTP call → Outcome. Every call goes over a real connection on 127.0.0.1 to a
+scripted server (tests/wire_server.py) that answers, misbehaves and records what it got."""
 
 from __future__ import annotations
 
 import dataclasses
-import http.client
-import io
+import gzip
 import json
 import random
+import socket
 import threading
-from dataclasses import dataclass
-from dataclasses import field
+import time
+import zlib
+from collections.abc import Callable
+from collections.abc import Iterator
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
@@ -19,7 +21,6 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-import urllib3
 
 from gateway.scheduler.caller import Caller
 from gateway.scheduler.caller import CallRequest
@@ -28,10 +29,25 @@ from gateway.scheduler.caller import cron_headers
 from gateway.scheduler.policy import RetryPolicy
 from gateway.scheduler.retry import decide_retry
 from gateway.tokens import REDACTED
+from tests.wire_server import Answer
+from tests.wire_server import Endless
+from tests.wire_server import Hangup
+from tests.wire_server import Raw
+from tests.wire_server import Reset
+from tests.wire_server import ScriptedServer
+from tests.wire_server import Silence
+from tests.wire_server import chunked
+from tests.wire_server import head
+from tests.wire_server import refusing_port
+from tests.wire_server import response
+from tests.wire_server import unaccepting_port
 
 TOKEN = "s3cret-T0KEN-0123456789abcdef"
-URL = "http://127.0.0.1:8000/crons/cleanup"
+PATH = "/crons/cleanup"
 SLOT = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+UNPARSABLE = f"http://127.0.0.1:99999{PATH}?cronToken={TOKEN}"  # a port out of range
+
+MakeCaller = Callable[..., Caller]
 
 
 def contract(status: str = "success", **extra: Any) -> dict[str, Any]:
@@ -39,77 +55,51 @@ def contract(status: str = "success", **extra: Any) -> dict[str, Any]:
     return {**body, "summary": None, "error": None, **extra}
 
 
-def request(url: str = URL, **changes: Any) -> CallRequest:
-    headers = cron_headers(TOKEN, "e1", SLOT, "schedule", 1)
-    return dataclasses.replace(CallRequest("POST", url, headers, {"k": 1}, 5.0), **changes)
-
-
-@dataclass
-class Sent:
-    method: str
-    url: str
-    headers: dict[str, str]
-    body: bytes | None
-    options: dict[str, Any]
-
-
-@dataclass
-class Wire:
-    """A fake PoolManager: each call takes the next answer added; the last one repeats."""
-
-    answers: list[Any] = field(default_factory=list)
-    calls: list[Sent] = field(default_factory=list)
-
-    def add(
-        self,
-        *,
-        status: int = 200,
-        payload: Any = None,
-        body: str | bytes | io.BufferedIOBase | BaseException | None = None,
-        headers: dict[str, str] | None = None,
-        content_type: str | None = None,
-    ) -> None:
-        if isinstance(body, BaseException):
-            self.answers.append(body)
-            return
-        if payload is not None:
-            body, content_type = json.dumps(payload), content_type or "application/json"
-        if isinstance(body, str):
-            body = body.encode()
-        all_headers = dict(headers or {})
-        if content_type is not None:
-            all_headers["Content-Type"] = content_type
-        self.answers.append((status, body or b"", all_headers))
-
-    def urlopen(self, method: str, url: str, **options: Any) -> urllib3.HTTPResponse:
-        headers, body = options.pop("headers"), options.pop("body")
-        self.calls.append(Sent(method, url, headers, body, options))
-        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
-        if isinstance(answer, BaseException):
-            raise answer
-        status, content, response_headers = answer
-        return urllib3.HTTPResponse(
-            body=io.BytesIO(content) if isinstance(content, bytes) else content,
-            headers=response_headers,
-            status=status,
-            reason=http.client.responses.get(status),
-            preload_content=False,
-        )
-
-    def clear(self) -> None:
-        pass
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    with ScriptedServer() as scripted:
+        yield scripted
 
 
 @pytest.fixture
-def wire() -> Wire:
-    return Wire()
+def make_caller() -> Iterator[MakeCaller]:
+    """Caller(**options), each closed after the test."""
+    made: list[Caller] = []
+
+    def make(**options: Any) -> Caller:
+        made.append(Caller(**options))
+        return made[-1]
+
+    yield make
+    for caller in made:
+        caller.close()
 
 
-def call(wire: Wire, caller: Caller | None = None, **kw: Any) -> Outcome:
-    if "json" in kw:
-        kw["payload"] = kw.pop("json")
-    wire.add(**kw)
-    return (caller or Caller(wire)).call(request())  # type: ignore[arg-type]
+@pytest.fixture
+def caller(make_caller: MakeCaller) -> Caller:
+    return make_caller()
+
+
+def request(server: ScriptedServer, url: str | None = None, **changes: Any) -> CallRequest:
+    headers = cron_headers(TOKEN, "e1", SLOT, "schedule", 1)
+    call = CallRequest("POST", url or server.url(PATH), headers, {"k": 1}, 5.0)
+    return dataclasses.replace(call, **changes)
+
+
+def script(server: ScriptedServer, answer: Answer | dict[str, Any]) -> None:
+    """Queue `answer`: an Answer, or ScriptedServer.add's options (`json` for `payload`)."""
+    if isinstance(answer, dict):
+        options = dict(answer)
+        if "json" in options:
+            options["payload"] = options.pop("json")
+        server.add(**options)
+    else:
+        server.push(answer)
+
+
+def call(server: ScriptedServer, caller: Caller, **answer: Any) -> Outcome:
+    script(server, answer)
+    return caller.call(request(server))
 
 
 # -- headers ----------------------------------------------------------------------------------
@@ -130,24 +120,43 @@ def test_a_manual_run_has_no_scheduled_for_header() -> None:
     assert "X-Cron-Scheduled-For" not in cron_headers(TOKEN, "e1", None, "manual", 1)
 
 
-def test_the_request_goes_out_with_headers_json_and_no_redirects(
-    wire: Wire,
+def test_the_request_goes_out_with_headers_and_json(server: ScriptedServer, caller: Caller) -> None:
+    call(server, caller, json=contract())
+    [sent] = server.requests
+    assert (sent.method, sent.target, sent.body) == ("POST", PATH, b'{"k": 1}')
+    assert sent.header("X-Cron-Token") == TOKEN and sent.header("X-Cron-Attempt") == "1"
+    assert sent.header("Content-Type") == "application/json"
+    assert sent.header("Host") == server.target
+    assert sent.header("User-Agent") == "cron-gateway" and sent.header("Accept") == "*/*"
+    assert sent.header("Accept-Encoding") == "gzip, deflate"
+
+
+def test_user_info_in_the_url_becomes_basic_auth_not_part_of_the_url(
+    server: ScriptedServer, caller: Caller
 ) -> None:
-    call(wire, json=contract())
-    sent = wire.calls[0]
-    assert (sent.method, sent.url) == ("POST", URL)
-    assert sent.headers["X-Cron-Token"] == TOKEN and sent.headers["X-Cron-Attempt"] == "1"
-    assert sent.headers["Content-Type"] == "application/json"
-    assert sent.body == b'{"k": 1}'
-    assert sent.options["redirect"] is False and sent.options["retries"] is False
-    assert sent.options["timeout"].connect_timeout == 5.0
+    server.add(payload=contract())
+    caller.call(request(server, f"http://deploy:pa%3Ass@{server.target}{PATH}"))
+    [sent] = server.requests
+    assert sent.target == PATH and sent.header("Host") == server.target
+    assert sent.header("Authorization") == "Basic ZGVwbG95OnBhOnNz"
 
 
-def test_user_info_in_the_url_becomes_basic_auth_not_part_of_the_url(wire: Wire) -> None:
-    wire.add(payload=contract())
-    Caller(wire).call(request("http://deploy:pa%3Ass@127.0.0.1:8000/crons/cleanup"))  # type: ignore[arg-type]
-    sent = wire.calls[0]
-    assert sent.url == URL and sent.headers["Authorization"] == "Basic ZGVwbG95OnBhOnNz"
+def test_a_job_header_replaces_a_default_whatever_its_case(
+    server: ScriptedServer, caller: Caller
+) -> None:
+    server.add(payload=contract())
+    headers = {**cron_headers(TOKEN, "e1", SLOT, "schedule", 1), "user-agent": "mine/1"}
+    caller.call(CallRequest("POST", server.url(PATH), headers))
+    [sent] = server.requests
+    assert sent.names("User-Agent") == ["user-agent"] and sent.header("user-agent") == "mine/1"
+    assert sent.header("Accept-Encoding") == "gzip, deflate"
+
+
+def test_a_job_content_type_is_sent_instead_of_json(server: ScriptedServer, caller: Caller) -> None:
+    server.add(payload=contract())
+    caller.call(request(server, headers={"content-type": "application/vnd.x+json"}))
+    [sent] = server.requests
+    assert sent.names("Content-Type") == ["content-type"] and sent.body == b'{"k": 1}'
 
 
 # -- status → outcome -------------------------------------------------------------------------
@@ -190,7 +199,8 @@ STATUS_TABLE = [
 
 @pytest.mark.parametrize(("code", "body", "status", "error", "accepted"), STATUS_TABLE)
 def test_status_to_outcome_table(
-    wire: Wire,
+    server: ScriptedServer,
+    caller: Caller,
     code: int,
     body: Any,
     status: str,
@@ -198,46 +208,54 @@ def test_status_to_outcome_table(
     accepted: bool,
 ) -> None:
     kw = {"body": body} if isinstance(body, str) or body is None else {"json": body}
-    outcome = call(wire, status=code, **kw)
+    outcome = call(server, caller, status=code, **kw)
     assert (outcome.status, outcome.error, outcome.accepted) == (status, error, accepted)
     assert outcome.kind == "http" and outcome.http_status == code
 
 
-def test_the_summary_comes_from_the_json_contract(wire: Wire) -> None:
-    outcome = call(wire, json=contract(summary={"deleted": 42}))
+def test_the_summary_comes_from_the_json_contract(server: ScriptedServer, caller: Caller) -> None:
+    outcome = call(server, caller, json=contract(summary={"deleted": 42}))
     assert outcome.summary == {"deleted": 42} and outcome.endpoint_status == "success"
 
 
-def test_a_json_body_that_is_not_the_contract_has_no_summary(wire: Wire) -> None:
-    outcome = call(wire, json={"summary": "looks like it", "ok": True})
+def test_a_json_body_that_is_not_the_contract_has_no_summary(
+    server: ScriptedServer, caller: Caller
+) -> None:
+    outcome = call(server, caller, json={"summary": "looks like it", "ok": True})
     assert outcome.status == "success" and outcome.summary is None
 
 
 def test_invalid_json_on_200_is_a_success_with_the_excerpt_kept(
-    wire: Wire,
+    server: ScriptedServer, caller: Caller
 ) -> None:
-    outcome = call(wire, body="OK, done {not json", content_type="application/json")
+    outcome = call(server, caller, body="OK, done {not json", content_type="application/json")
     assert outcome.status == "success" and outcome.summary is None
     assert outcome.response_excerpt == "OK, done {not json"
 
 
-def test_an_ndjson_stream_is_judged_by_its_last_line(wire: Wire) -> None:
+def test_a_chunked_ndjson_stream_is_judged_by_its_last_line(
+    server: ScriptedServer, caller: Caller
+) -> None:
     lines = [{"log": f"step {i}"} for i in range(2000)] + [contract("error", error="late boom")]
-    body = "\n".join(json.dumps(line) for line in lines) + "\n"
-    outcome = call(wire, body=body, content_type="application/x-ndjson")
+    parts = [json.dumps(line).encode() + b"\n" for line in lines]
+    server.push(Raw(chunked(200, parts, {"Content-Type": "application/x-ndjson"})))
+    outcome = caller.call(request(server))
     assert outcome.status == "error" and outcome.error == "job failed: late boom"
     assert outcome.truncated and len(outcome.response_excerpt or "") == 4096
 
 
-def test_a_redirect_is_not_followed(wire: Wire) -> None:
-    outcome = call(wire, status=302, headers={"Location": "http://127.0.0.1:8000/login"})
+def test_a_redirect_is_not_followed(server: ScriptedServer, caller: Caller) -> None:
+    login = server.url("/login")
+    outcome = call(server, caller, status=302, headers={"Location": login})
     assert outcome.status == "error" and outcome.http_status == 302
-    assert outcome.error == "HTTP 302: redirect to http://127.0.0.1:8000/login not followed"
-    assert len(wire.calls) == 1
+    assert outcome.error == f"HTTP 302: redirect to {login} not followed"
+    assert len(server.requests) == 1
 
 
-def test_retry_after_is_passed_on_for_the_retry_decision(wire: Wire) -> None:
-    outcome = call(wire, status=429, headers={"Retry-After": "30"})
+def test_retry_after_is_passed_on_for_the_retry_decision(
+    server: ScriptedServer, caller: Caller
+) -> None:
+    outcome = call(server, caller, status=429, headers={"Retry-After": "30"})
     assert outcome.retry_after == "30"
     decision = decide_retry(outcome, 1, RetryPolicy(), now=SLOT, rng=random.Random())
     assert decision.retry and decision.delay_s == 30.0
@@ -246,119 +264,180 @@ def test_retry_after_is_passed_on_for_the_retry_decision(wire: Wire) -> None:
 # -- bodies -----------------------------------------------------------------------------------
 
 
-def test_a_huge_body_is_cut_to_the_excerpt(wire: Wire) -> None:
-    outcome = call(wire, body=b"x" * (3 << 20))
+def test_a_huge_body_is_cut_to_the_excerpt(server: ScriptedServer, caller: Caller) -> None:
+    outcome = call(server, caller, body=b"x" * (3 << 20))
     assert outcome.response_excerpt == "x" * 4096 and outcome.truncated
     assert outcome.status == "success"
 
 
-class Endless(io.RawIOBase):
-    """A body that never ends; counts what was read."""
+@pytest.mark.parametrize(
+    ("encoding", "compress"), [("gzip", gzip.compress), ("deflate", zlib.compress)]
+)
+def test_an_encoded_body_is_decoded(
+    server: ScriptedServer,
+    caller: Caller,
+    encoding: str,
+    compress: Callable[[bytes], bytes],
+) -> None:
+    body = compress(json.dumps(contract(summary={"deleted": 42})).encode())
+    headers = {"Content-Encoding": encoding}
+    outcome = call(server, caller, body=body, headers=headers, content_type="application/json")
+    assert outcome.summary == {"deleted": 42} and outcome.status == "success"
 
-    def __init__(self) -> None:
-        self.read_bytes = 0
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        buffer[:] = b"y" * len(buffer)
-        self.read_bytes += len(buffer)
-        return len(buffer)
-
-
-def test_an_endless_body_is_read_only_up_to_max_body_bytes(wire: Wire) -> None:
-    raw = Endless()
-    caller = Caller(wire, excerpt_bytes=100, json_limit_bytes=1000, max_body_bytes=1 << 20)  # type: ignore[arg-type]
-    outcome = call(wire, caller, body=io.BufferedReader(raw))
+def test_an_endless_body_is_read_only_up_to_max_body_bytes(
+    server: ScriptedServer, make_caller: MakeCaller
+) -> None:
+    endless = Endless(head(200, {"Content-Type": "text/plain"}))  # no length: until closed
+    server.push(endless)
+    caller = make_caller(excerpt_bytes=100, json_limit_bytes=1000, max_body_bytes=1 << 20)
+    started = time.monotonic()
+    outcome = caller.call(request(server))
+    assert time.monotonic() - started < 5.0
     assert outcome.response_excerpt == "y" * 100 and outcome.truncated
-    assert raw.read_bytes < 2 << 20
+    assert endless.stopped.wait(5.0)  # the client closed the connection under the stream
 
 
-def test_a_cut_multibyte_character_is_replaced_not_an_error(wire: Wire) -> None:
-    outcome = call(wire, Caller(wire, excerpt_bytes=5), body="ééé".encode())  # type: ignore[arg-type]
+def test_a_cut_multibyte_character_is_replaced_not_an_error(
+    server: ScriptedServer, make_caller: MakeCaller
+) -> None:
+    outcome = call(server, make_caller(excerpt_bytes=5), body="ééé".encode())
     assert outcome.response_excerpt == "éé\ufffd"
 
 
 # -- failures ---------------------------------------------------------------------------------
 
-
-def raising(exc: BaseException) -> dict[str, Any]:
-    return {"body": exc}
-
-
-errors = urllib3.exceptions
-REFUSED = errors.NewConnectionError(
-    None,  # type: ignore[arg-type]
-    "Failed to establish a new connection: [Errno 111] Connection refused",
-)
-REFUSED.__cause__ = ConnectionRefusedError(111, "Connection refused")
+BROKEN_OFF = head(200, {"Content-Type": "application/json", "Content-Length": "100"}) + b'{"sta'
+NOT_GZIP = response(200, b"not gzip", {"Content-Encoding": "gzip"})
 
 FAILURE_TABLE = [
-    (
-        errors.ConnectTimeoutError(None, "timed out"),
-        "timeout",
-        "timeout",
-        "connect timeout after 5 s to 127.0.0.1:8000",
+    # (what the server does, status, kind, error, requests the server saw)
+    pytest.param(
+        Silence(), "timeout", "timeout", "no response within 0.5 s from {t}", 1, id="silence"
     ),
-    (
-        errors.ReadTimeoutError(None, URL, "Read timed out."),  # type: ignore[arg-type]
-        "timeout",
-        "timeout",
-        "no response within 5 s from 127.0.0.1:8000",
-    ),
-    (REFUSED, "error", "connection_error", "connection refused to 127.0.0.1:8000"),
-    (
-        errors.ProtocolError("weird"),
+    pytest.param(
+        Raw(BROKEN_OFF, close=True),
         "error",
         "connection_error",
-        "connection error to 127.0.0.1:8000",
+        "response from {t} broke off before its end",
+        1,
+        id="short-body",
     ),
-    (
-        errors.ProtocolError("Connection broken", errors.IncompleteRead(10, 5)),
+    pytest.param(
+        Hangup(),  # the Caller takes it for a stale kept-alive connection: sends once more
         "error",
         "connection_error",
-        "response from 127.0.0.1:8000 broke off before its end",
+        "connection closed by {t} before it answered",
+        2,
+        id="hangup",
     ),
-    (
-        errors.ProtocolError("Connection aborted.", http.client.RemoteDisconnected("closed")),
+    pytest.param(
+        Reset(BROKEN_OFF, delay_s=0.2),  # the job ran: a second copy could run it twice
         "error",
         "connection_error",
-        "connection closed by 127.0.0.1:8000 before it answered",
+        "connection reset by {t}",
+        1,
+        id="reset-in-body",
     ),
-    (
-        errors.DecodeError("bad gzip"),
+    pytest.param(
+        Raw(NOT_GZIP),
         "error",
         "connection_error",
-        "response from 127.0.0.1:8000 could not be decoded (Content-Encoding)",
-    ),
-    (
-        errors.LocationParseError("bad"),
-        "error",
-        "invalid_request",
-        "invalid request: LocationParseError: Failed to parse: bad",
+        "response from {t} could not be decoded (Content-Encoding)",
+        1,
+        id="bad-gzip",
     ),
 ]
 
 
-@pytest.mark.parametrize(("exc", "status", "kind", "error"), FAILURE_TABLE)
-def test_exceptions_become_outcomes(
-    wire: Wire, exc: BaseException, status: str, kind: str, error: str
+@pytest.mark.parametrize(("answer", "status", "kind", "error", "seen"), FAILURE_TABLE)
+def test_failures_become_outcomes(
+    server: ScriptedServer,
+    caller: Caller,
+    answer: Answer,
+    status: str,
+    kind: str,
+    error: str,
+    seen: int,
 ) -> None:
-    outcome = call(wire, body=exc)
-    assert (outcome.status, outcome.kind, outcome.error) == (status, kind, error)
-    assert outcome.http_status is None
+    server.push(answer)
+    outcome = caller.call(request(server, timeout_s=0.5))
+    assert (outcome.status, outcome.kind, outcome.error) == (
+        status,
+        kind,
+        error.format(t=server.target),
+    )
+    assert outcome.http_status is None and len(server.requests) == seen
 
 
-def test_a_real_refused_connection_names_the_target() -> None:
-    outcome = Caller().call(request("http://127.0.0.1:9/crons/x", timeout_s=2.0))
-    assert outcome.kind == "connection_error"
-    assert outcome.error == "connection refused to 127.0.0.1:9"
+def test_a_connect_that_hangs_is_a_connect_timeout(caller: Caller) -> None:
+    with unaccepting_port() as port:
+        url = f"http://127.0.0.1:{port}{PATH}"
+        outcome = caller.call(CallRequest("POST", url, {}, {"k": 1}, timeout_s=0.5))
+    assert (outcome.status, outcome.kind, outcome.http_status) == ("timeout", "timeout", None)
+    assert outcome.error == f"connect timeout after 0.5 s to 127.0.0.1:{port}"
 
 
-def test_a_url_without_a_scheme_is_an_invalid_request() -> None:
-    outcome = Caller().call(request("127.0.0.1:8000/crons/x"))
-    assert outcome.kind == "invalid_request" and outcome.status == "error"
+def test_a_refused_connection_names_the_target_and_is_not_sent_again(
+    caller: Caller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connects: list[Any] = []
+    real_connect = socket.socket.connect
+
+    def connect(sock: socket.socket, address: Any) -> None:  # a spy: the real connect runs
+        connects.append(address)
+        real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    with refusing_port() as port:
+        outcome = caller.call(CallRequest("POST", f"http://127.0.0.1:{port}/", timeout_s=2.0))
+    assert (outcome.status, outcome.kind, outcome.http_status) == (
+        "error",
+        "connection_error",
+        None,
+    )
+    assert outcome.error == f"connection refused to 127.0.0.1:{port}"
+    assert connects == [("127.0.0.1", port)]
+
+
+def test_garbage_instead_of_a_status_line_is_a_connection_error(
+    server: ScriptedServer, caller: Caller
+) -> None:
+    server.push(Raw(b"SSH-2.0-OpenSSH_9.6\r\n\r\n", close=True))
+    outcome = caller.call(request(server))
+    assert (outcome.status, outcome.kind, outcome.http_status) == (
+        "error",
+        "connection_error",
+        None,
+    )
+    assert (outcome.error or "").startswith(f"connection error to {server.target}")
+
+
+def test_a_second_reset_is_an_error_not_a_loop(server: ScriptedServer, caller: Caller) -> None:
+    server.push(Reset())  # reset as soon as the request is read, every time
+    outcome = caller.call(request(server))
+    assert (outcome.kind, len(server.requests)) == ("connection_error", 2)
+    assert outcome.error is not None and "reset" in outcome.error
+
+
+@pytest.mark.parametrize("url", [f"127.0.0.1:8000{PATH}", "http://[::1/crons/x", UNPARSABLE])
+def test_a_url_without_a_scheme_or_that_does_not_parse_is_an_invalid_request(
+    caller: Caller, url: str
+) -> None:
+    outcome = caller.call(CallRequest("POST", url))
+    assert (outcome.status, outcome.kind, outcome.http_status) == (
+        "error",
+        "invalid_request",
+        None,
+    )
+
+
+def test_a_payload_that_is_not_json_is_an_invalid_request(
+    server: ScriptedServer, caller: Caller
+) -> None:
+    server.add(payload=contract())
+    outcome = caller.call(request(server, json={"x": float("nan")}))
+    assert (outcome.kind, server.requests) == ("invalid_request", [])
 
 
 # -- secrets ----------------------------------------------------------------------------------
@@ -372,37 +451,58 @@ def leaks(outcome: Outcome) -> list[str]:
     ]
 
 
-LEAKY_RESPONSES: list[dict[str, Any]] = [
-    {"json": contract(summary={"echo": TOKEN, TOKEN: [TOKEN]})},
-    {"json": contract("error", error=f"bad token {TOKEN}"), "status": 500},
-    {"json": {"error": f"unauthorized {TOKEN}"}, "status": 401},
-    {"status": 302, "headers": {"Location": f"http://x/login?cronToken={TOKEN}"}},
-    {"status": 429, "headers": {"Retry-After": TOKEN}},
-    {"body": errors.ProtocolError(f"POST {URL}?cronToken={TOKEN} X-Cron-Token: {TOKEN}")},
-    {"body": errors.LocationParseError(f"{URL}?cronToken={TOKEN}")},
-    {"body": ValueError(f"Invalid header value X-Cron-Token: {TOKEN}")},
-    {"body": f"{'a' * 4080}{TOKEN}"},
+ECHOING_STATUS_LINE = f"POST {PATH}?cronToken={TOKEN} X-Cron-Token: {TOKEN}\r\n\r\n".encode()
+BAD_HEADER = {**cron_headers(TOKEN, "e1", SLOT, "schedule", 1), "X-Trace": f"1\n{TOKEN}"}
+
+LEAKY_RESPONSES = [
+    # (what the server does, changes to the request)
+    pytest.param({"json": contract(summary={"echo": TOKEN, TOKEN: [TOKEN]})}, {}, id="summary"),
+    pytest.param({"json": contract("error", error=f"bad {TOKEN}"), "status": 500}, {}, id="error"),
+    pytest.param({"json": {"error": f"unauthorized {TOKEN}"}, "status": 401}, {}, id="401"),
+    pytest.param(
+        {"status": 302, "headers": {"Location": f"http://x/login?cronToken={TOKEN}"}},
+        {},
+        id="location",
+    ),
+    pytest.param({"status": 429, "headers": {"Retry-After": TOKEN}}, {}, id="retry-after"),
+    pytest.param(Raw(ECHOING_STATUS_LINE, close=True), {}, id="status-line"),
+    pytest.param({"json": contract()}, {"url": UNPARSABLE}, id="unparsable-url"),
+    pytest.param({"json": contract()}, {"headers": BAD_HEADER}, id="header-value"),
+    pytest.param({"body": f"{'a' * 4080}{TOKEN}"}, {}, id="excerpt-cut"),
 ]
 
 
-@pytest.mark.parametrize("kw", LEAKY_RESPONSES)
-def test_the_token_never_appears_in_any_outcome_field(wire: Wire, kw: dict[str, Any]) -> None:
-    outcome = call(wire, **kw)
+@pytest.mark.parametrize(("answer", "changes"), LEAKY_RESPONSES)
+def test_the_token_never_appears_in_any_outcome_field(
+    server: ScriptedServer,
+    caller: Caller,
+    answer: Answer | dict[str, Any],
+    changes: dict[str, Any],
+) -> None:
+    script(server, answer)
+    outcome = caller.call(request(server, **changes))
     assert leaks(outcome) == []
 
 
-def test_a_token_in_the_url_query_is_redacted_from_unmatched_url_errors(
-    wire: Wire,
+def test_a_header_value_with_a_newline_is_refused_before_it_is_sent(
+    server: ScriptedServer, caller: Caller
 ) -> None:
-    wire.add(body=errors.LocationParseError(f"{URL}?cronToken={TOKEN}"))
-    outcome = Caller(wire).call(request(f"{URL}?cronToken={TOKEN}"))  # type: ignore[arg-type]
+    server.add(payload=contract())
+    outcome = caller.call(request(server, headers=BAD_HEADER))
+    assert (outcome.kind, server.requests) == ("invalid_request", [])
+    assert outcome.error is not None and REDACTED in outcome.error
+
+
+def test_a_token_in_the_url_query_is_redacted_from_unmatched_url_errors(caller: Caller) -> None:
+    outcome = caller.call(CallRequest("POST", UNPARSABLE))  # no token header: only the query
     assert outcome.kind == "invalid_request" and leaks(outcome) == []
 
 
-def test_a_bearer_token_is_redacted_too(wire: Wire) -> None:
-    wire.add(payload={"error": f"got Bearer {TOKEN}"}, status=401)
-    caller = Caller(wire)  # type: ignore[arg-type]
-    outcome = caller.call(CallRequest("POST", URL, {"Authorization": f"Bearer {TOKEN}"}))
+def test_a_bearer_token_is_redacted_too(server: ScriptedServer, caller: Caller) -> None:
+    server.add(payload={"error": f"got Bearer {TOKEN}"}, status=401)
+    outcome = caller.call(
+        CallRequest("POST", server.url(PATH), {"Authorization": f"Bearer {TOKEN}"})
+    )
     assert outcome.error == f"HTTP 401: got {REDACTED}"
 
 
@@ -426,76 +526,63 @@ class Ticking:
         pass
 
 
-def test_duration_comes_from_the_injected_clock(wire: Wire) -> None:
-    outcome = call(wire, Caller(wire, clock=Ticking()), json=contract())  # type: ignore[arg-type]
+def test_duration_comes_from_the_injected_clock(
+    server: ScriptedServer, make_caller: MakeCaller
+) -> None:
+    outcome = call(server, make_caller(clock=Ticking()), json=contract())
     assert outcome.duration_ms > 0 and outcome.duration_ms % 250 == 0
 
 
-def test_a_stream_that_outlives_the_timeout_is_a_timeout(wire: Wire) -> None:
-    body = io.BufferedReader(Endless())
-    wire.add(body=body, content_type="application/x-ndjson")
-    outcome = Caller(wire, clock=Ticking()).call(request(timeout_s=0.1))  # type: ignore[arg-type]
+def test_a_stream_that_outlives_the_timeout_is_a_timeout(
+    server: ScriptedServer, make_caller: MakeCaller
+) -> None:
+    ndjson = head(200, {"Content-Type": "application/x-ndjson", "Transfer-Encoding": "chunked"})
+    endless = Endless(ndjson, b'{"log": "still going"}\n' * 1000, chunked=True)
+    server.push(endless)
+    outcome = make_caller(clock=Ticking()).call(request(server, timeout_s=0.1))
     assert (outcome.status, outcome.kind, outcome.http_status) == ("timeout", "timeout", 200)
     assert outcome.error == "no complete response within 0.1 s"
+    assert endless.stopped.wait(5.0)
 
 
-def test_a_reset_keep_alive_connection_is_sent_once_more(wire: Wire) -> None:
-    reset = errors.ProtocolError("Connection aborted.", ConnectionResetError(104, "reset"))
-    wire.add(body=reset)
-    wire.add(payload={"status": "success", "summary": {"n": 1}})
-    outcome = Caller(wire).call(request())  # type: ignore[arg-type]
-    assert (outcome.status, outcome.http_status, len(wire.calls)) == ("success", 200, 2)
+def test_a_reset_keep_alive_connection_is_sent_once_more(
+    server: ScriptedServer, caller: Caller
+) -> None:
+    server.add(payload={"status": "success", "summary": {"n": 1}})
+    assert caller.call(request(server)).status == "success"
+    server.reset_idle()  # the server drops the kept-alive connection without telling
+    outcome = caller.call(request(server))
+    assert (outcome.status, outcome.http_status) == ("success", 200)
+    assert [sent.connection for sent in server.requests] == [1, 2]
 
 
-def test_a_refused_connection_is_not_sent_again(wire: Wire) -> None:
-    wire.add(body=REFUSED)
-    outcome = Caller(wire).call(request())  # type: ignore[arg-type]
-    assert (outcome.kind, len(wire.calls)) == ("connection_error", 1)
+def test_a_kept_alive_connection_closed_under_the_request_is_sent_once_more(
+    server: ScriptedServer, caller: Caller
+) -> None:
+    server.add(payload=contract())
+    server.push(Hangup())  # the second request, on the kept-alive connection: read, no answer
+    server.add(payload=contract(summary={"n": 2}))
+    caller.call(request(server))
+    outcome = caller.call(request(server))
+    assert (outcome.status, outcome.summary) == ("success", {"n": 2})
+    assert [sent.connection for sent in server.requests] == [1, 1, 2]
 
 
-def test_a_second_reset_is_an_error_not_a_loop(wire: Wire) -> None:
-    for _ in range(3):
-        wire.add(body=errors.ProtocolError("Connection aborted.", ConnectionResetError()))
-    outcome = Caller(wire).call(request())  # type: ignore[arg-type]
-    assert (outcome.kind, len(wire.calls)) == ("connection_error", 2)
-    assert outcome.error is not None and "reset" in outcome.error
-
-
-def test_a_job_header_replaces_a_default_whatever_its_case(wire: Wire) -> None:
-    wire.add(payload=contract())
-    headers = {**cron_headers(TOKEN, "e1", SLOT, "schedule", 1), "user-agent": "mine/1"}
-    Caller(wire).call(CallRequest("POST", URL, headers))  # type: ignore[arg-type]
-    sent = wire.calls[0].headers
-    assert sent["user-agent"] == "mine/1" and "User-Agent" not in sent
-    assert sent["Accept-Encoding"] == "gzip, deflate"
-
-
-class BreaksOff(io.RawIOBase):
-    """A body whose connection is reset after its first bytes."""
-
-    def __init__(self) -> None:
-        self.sent = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self.sent:
-            raise ConnectionResetError(104, "Connection reset by peer")
-        self.sent = True
-        buffer[:5] = b'{"sta'
-        return 5
-
-
-def test_a_response_that_breaks_off_after_its_head_is_not_sent_again(wire: Wire) -> None:
-    wire.add(body=io.BufferedReader(BreaksOff()), content_type="application/json")
-    outcome = Caller(wire).call(request())  # type: ignore[arg-type]
-    assert len(wire.calls) == 1  # the job ran: a second copy could run it twice
-    assert (outcome.kind, outcome.http_status) == ("connection_error", None)
-    assert outcome.error == "connection reset by 127.0.0.1:8000"
-
-
-def test_a_payload_that_is_not_json_is_an_invalid_request(wire: Wire) -> None:
-    wire.add(payload=contract())
-    outcome = Caller(wire).call(request(json={"x": float("nan")}))  # type: ignore[arg-type]
-    assert (outcome.kind, wire.calls) == ("invalid_request", [])
+def test_when_the_server_dropped_every_idle_connection_the_next_call_opens_a_new_one(
+    server: ScriptedServer, caller: Caller
+) -> None:
+    # Three kept-alive connections, idle past the server's keep-alive (gunicorn's is 2 s):
+    # neither the call nor its one resend may land on another dead one.
+    idle = [caller.pools.connection("http", "127.0.0.1", server.port, 5.0) for _ in range(3)]
+    for connection in idle:
+        connection.connect()
+    for connection in idle:
+        caller.pools.put_back(connection)
+    deadline = time.monotonic() + 5
+    while server.connections < 3 and time.monotonic() < deadline:  # accepted, so dropped
+        time.sleep(0.01)
+    server.reset_idle()
+    server.add(payload=contract())
+    outcome = caller.call(request(server))
+    assert (outcome.status, outcome.http_status) == ("success", 200)
+    assert [sent.connection for sent in server.requests] == [4]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import ssl
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import certifi
@@ -29,6 +31,8 @@ from gateway.store.runs import enqueue
 from tests.conftest import CRON_TOKEN
 from tests.fakes import FakeClock
 from tests.servers import serving
+
+DATA = Path(__file__).parent / "data"
 
 
 @pytest.mark.parametrize(
@@ -265,7 +269,44 @@ def test_the_gateway_refuses_a_target_outside_the_allowed_hosts(
     assert Run.select().where(Run.attempt > 1).count() == 0  # a refusal is final
 
 
-def test_https_calls_verify_certificates_against_certifi() -> None:
-    pools = guarded_pools(Guard(("example.com",)))
-    assert pools.connection_pool_kw["cert_reqs"] == "CERT_REQUIRED"
-    assert pools.connection_pool_kw["ca_certs"] == certifi.where()
+TLS = (str(DATA / "tls-cert.pem"), str(DATA / "tls-key.pem"))  # self-signed, 127.0.0.1
+
+
+@pytest.fixture
+def tls_url() -> Iterator[str]:
+    app = Flask("tls-target")
+    app.add_url_rule("/ping", "ping", lambda: {"tls": True})
+    with serving(app, TLS) as url:
+        yield url
+
+
+def test_https_certificates_are_verified_against_certifi(tls_url: str) -> None:
+    pools = guarded_pools(Guard(("127.0.0.1",)))
+    assert pools.tls.verify_mode == ssl.CERT_REQUIRED and pools.tls.check_hostname
+    assert len(pools.tls.get_ca_certs()) == len(
+        ssl.create_default_context(cafile=certifi.where()).get_ca_certs()
+    )
+    caller = Caller(pools)
+    try:
+        outcome = caller.call(CallRequest("GET", f"{tls_url}/ping", timeout_s=5))
+    finally:
+        caller.close()
+    port = tls_url.rsplit(":", 1)[1]
+    assert (outcome.kind, outcome.http_status) == ("connection_error", None)
+    assert outcome.error is not None
+    assert outcome.error.startswith(f"TLS error with 127.0.0.1:{port}: CERTIFICATE_VERIFY_FAILED")
+
+
+def test_an_https_call_to_a_trusted_certificate_succeeds_again_and_again(
+    tls_url: str,
+) -> None:
+    pools = guarded_pools(Guard(("127.0.0.1",)))
+    pools.tls.load_verify_locations(TLS[0])  # as if the test certificate were a public one
+    caller = Caller(pools)
+    try:
+        first = caller.call(CallRequest("GET", f"{tls_url}/ping", timeout_s=5))
+        second = caller.call(CallRequest("GET", f"{tls_url}/ping", timeout_s=5))
+    finally:
+        caller.close()
+    assert (first.status, first.http_status, second.http_status) == ("success", 200, 200)
+    assert first.response_excerpt is not None and '"tls":true' in first.response_excerpt

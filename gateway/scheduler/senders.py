@@ -1,8 +1,8 @@
 """SenderPool: the gateway's calls made by sender processes, so that a burst uses every core.
 
-One Python process makes one call at a time, whatever its threads: about 0.2-0.3 ms of CPU
-per call through urllib3, so 1,000 calls due in the same second leave over about half a
-second in one process while the second core idles. With `gateway_senders = N`, N processes
+One Python process makes one call at a time, whatever its threads: a few hundred µs of CPU
+per call (bench/client_cpu.py), so 1,000 calls due in the same second leave over a few
+hundred ms in one process while the second core idles. With `gateway_senders = N`, N processes
 (`sender_process.py`) make the calls; the gateway process keeps the database (claims, the
 writer, retries, alerts) and hands each process its share of every host's runs, in batches.
 
