@@ -295,6 +295,30 @@ def test_an_outcome_that_cannot_be_stored_ends_its_run_and_spares_the_others(
     assert (other.status, other.http_status) == ("error", 500)
 
 
+class Raising:
+    """A Caller with a bug: it raises (with the token in its message)."""
+
+    def call(self, request: Any) -> Outcome:
+        raise RuntimeError(f"bug while sending with {CRON_TOKEN}")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_call_that_fails_inside_the_gateway_ends_its_run_not_left_dispatched(
+    scheduler: Scheduler, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    row = job(clock, "buggy", schedule=None)
+    enqueue(row, "manual", clock.now())
+    scheduler.sender.caller = Raising()  # type: ignore[assignment]
+    round_trip(scheduler)
+    [run] = runs_of(row)  # one run: not retried (the call may have been made)
+    assert (run.status, run.http_status, run.finished_at is not None) == ("error", None, True)
+    assert run.error == "the gateway failed while making this call (RuntimeError)"
+    assert "RuntimeError" in caplog.text and CRON_TOKEN not in caplog.text
+    assert "in call" in caplog.text  # where it was raised, for whoever fixes it
+
+
 def test_an_unreachable_target_is_an_error_with_a_clear_message(
     scheduler: Scheduler, clock: FakeClock
 ) -> None:

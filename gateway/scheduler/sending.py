@@ -6,7 +6,10 @@ the same headers, signature, redaction and lateness either way.
 
 from __future__ import annotations
 
+import logging
+import traceback
 from dataclasses import dataclass
+from datetime import datetime
 
 from gateway import signing
 from gateway.clock import Clock
@@ -17,6 +20,8 @@ from gateway.scheduler.caller import CallRequest
 from gateway.scheduler.caller import Outcome
 from gateway.scheduler.caller import cron_headers
 from gateway.store.claims import Dispatch
+
+logger = logging.getLogger("gateway.scheduler")
 
 INT32_MAX = 2**31 - 1
 
@@ -40,9 +45,27 @@ class Sender:
         self.clock = clock
 
     def __call__(self, dispatch: Dispatch) -> Sent:
-        """Call the endpoint for `dispatch` (every log line tagged with its run)."""
+        """Call the endpoint for `dispatch` (every log line tagged with its run).
+
+        Never raises: if the gateway's own code fails here (a bug; the Caller turns every
+        network failure into an Outcome), the run ends *error*, final, saying so, rather than
+        staying *dispatched* until the gateway stops. The call may or may not have been made,
+        so it is not retried. The log has the exception's type and where it was raised, not
+        its message, which could quote a header (a secret).
+        """
         with log_context(dispatch.execution_id, dispatch.job):
-            return self._send(dispatch)
+            try:
+                return self._send(dispatch)
+            except Exception as exc:
+                where = "".join(traceback.format_tb(exc.__traceback__)).rstrip()
+                logger.error(
+                    "the call failed inside the gateway: %s\n%s", type(exc).__name__, where
+                )
+                error = f"the gateway failed while making this call ({type(exc).__name__})"
+                outcome = Outcome(
+                    "error", "invalid_request", http_status=None, duration_ms=0, error=error
+                )
+                return Sent(dispatch, outcome, _lateness_ms(dispatch, self.clock.now()))
 
     def _send(self, dispatch: Dispatch) -> Sent:
         headers = {
@@ -74,7 +97,10 @@ class Sender:
         )
         sent_at = self.clock.now()
         outcome = self.caller.call(request)
-        base = dispatch.scheduled_for or dispatch.due_at or sent_at
-        lateness_ms = max(0, int((sent_at - base).total_seconds() * 1000))
-        lateness_ms = min(lateness_ms, INT32_MAX)  # a backfill of last year fits the column
-        return Sent(dispatch, outcome, lateness_ms)
+        return Sent(dispatch, outcome, _lateness_ms(dispatch, sent_at))
+
+
+def _lateness_ms(dispatch: Dispatch, sent_at: datetime) -> int:
+    base = dispatch.scheduled_for or dispatch.due_at or sent_at
+    lateness_ms = max(0, int((sent_at - base).total_seconds() * 1000))
+    return min(lateness_ms, INT32_MAX)  # a backfill of last year fits the column
