@@ -177,6 +177,27 @@ def test_runs_a_dead_process_never_read_go_back_to_the_queue(
     assert len(seen.seen) == 1 and outcomes.sent == []
 
 
+def test_a_frozen_process_is_killed_its_runs_settled_and_another_started(
+    target: tuple[Target, str], monkeypatch: pytest.MonkeyPatch, start: Start
+) -> None:
+    seen, url = target
+    monkeypatch.setattr(senders, "SILENT_SECONDS", 3.0)  # it reports every second
+    pool, outcomes = start(1, per_host=1)
+    [pid] = pool.pids
+    pool.submit_all([dispatch(n, url, f"slow{n}") for n in (1, 2)])  # 2 waits behind 1
+    _wait(lambda: len(seen.seen) == 1, "the first call to reach the endpoint")
+    time.sleep(4.0)  # a call longer than the silence allowed: still alive, it says so
+    assert pool.pids == [pid] and pool.in_flight == 2
+    os.kill(pid, signal.SIGSTOP)  # frozen: alive, but reading and writing nothing
+    pool.submit_all([dispatch(n, url, f"slow{n}") for n in (3, 4)])  # stays in the pipe
+    _wait(lambda: pool.in_flight == 0, "the frozen process to be found out", seconds=15)
+    hand_back, abandon = pool.take_unsettled()
+    assert sorted(hand_back) == [3, 4] and sorted(abandon) == [1, 2]
+    assert pid_ended(pid)
+    _wait(lambda: pool.pids and pool.pids != [pid], "another sender process")
+    assert len(seen.seen) == 1 and outcomes.sent == []
+
+
 def test_while_no_process_is_alive_the_pool_takes_nothing(
     target: tuple[Target, str], monkeypatch: pytest.MonkeyPatch, start: Start
 ) -> None:

@@ -9,7 +9,8 @@ Messages, parent to child: ("send", [Dispatch, …]), ("take_waiting",), ("close
 Child to parent: ("got", n) for each batch read, written before any of its calls begins (so
 the parent knows which runs a dead child can have called), ("sent", [(run_id, Outcome,
 lateness_ms), …], unstarted) with how many calls have not begun yet (so the parent knows when
-a burst has gone out), and ("waiting", [run_id, …]).
+a burst has gone out), at least every BEAT_SECONDS (so the parent knows it is not frozen),
+and ("waiting", [run_id, …]).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -35,6 +37,9 @@ logger = logging.getLogger("gateway.sender")
 # While calls wait to start, the reporter looks this often whether they have: the parent
 # holds its writing until a burst is out, and should not hold it longer.
 _START_POLL_SECONDS = 0.002
+# The reporter writes at least this often, an empty report if nothing changed: the gateway
+# tells a frozen process (stopped, or a thread holding the GIL) from one waiting on its calls.
+BEAT_SECONDS = 1.0
 
 Result = tuple[int, Outcome, int]
 
@@ -113,18 +118,22 @@ class _Child:
             os._exit(70)
 
     def _report_until_closed(self) -> None:
-        """Write the outcomes back in batches, and the progress of a burst going out."""
+        """Write the outcomes back in batches, and the progress of a burst going out; at least
+        every BEAT_SECONDS."""
         reported = (0, 0)
         while True:
             with self._changed:
+                beat = time.monotonic() + BEAT_SECONDS
                 while not self._done and self._state() == reported and not self._closed:
-                    self._changed.wait(_START_POLL_SECONDS if reported[1] else None)
+                    left = beat - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._changed.wait(min(left, _START_POLL_SECONDS) if reported[1] else left)
                 done, self._done = self._done, []
                 state, closed = self._state(), self._closed
-            if done or state != reported:
-                if not self._write(("sent", done, state[1])):
-                    return
-                reported = state
+            if not self._write(("sent", done, state[1])):
+                return
+            reported = state
             if closed and not done:
                 return
 

@@ -44,6 +44,11 @@ REPLY_SECONDS = 5.0  # at shutdown, for a process to say which calls it has not 
 STOP_SECONDS = 5.0  # at shutdown, for a process to exit once asked
 RESTART_BACKOFF_SECONDS = (1.0, 30.0)  # a process dying at start again and again waits
 QUICK_DEATH_SECONDS = 10.0  # … when it lived less than this
+# A process writes a report at least every second (sender_process.BEAT_SECONDS). One that
+# writes nothing this long is frozen (stopped, or a thread holding the GIL): it is killed, and
+# its runs are settled as for any death. Its first message may take longer (the imports).
+SILENT_SECONDS = 10.0
+FIRST_MESSAGE_SECONDS = 60.0
 
 
 @dataclass(eq=False)
@@ -275,13 +280,20 @@ class SenderPool:
         one.receiving.start()
 
     def _receive(self, one: _Process) -> None:
-        """Read what process `one` writes until it ends; then settle its runs, start another."""
+        """Read what process `one` writes until it ends; then settle its runs, start another.
+        If it writes nothing for too long, kill it (see SILENT_SECONDS)."""
+        silence = FIRST_MESSAGE_SECONDS
         try:
             while True:
                 try:
+                    if not one.conn.poll(silence):
+                        self._frozen(one, silence)
+                        silence = STOP_SECONDS  # killed: its end of the pipe closes at once
+                        continue
                     message = one.conn.recv()
                 except (EOFError, OSError):
                     return
+                silence = SILENT_SECONDS
                 kind = message[0]
                 if kind == "got":
                     with self._lock:
@@ -308,6 +320,15 @@ class SenderPool:
                     self._flight.pop(flight.dispatch.run_id, None)
             one.unstarted = unstarted
             self._idle.notify_all()
+
+    def _frozen(self, one: _Process, silence: float) -> None:
+        """Kill process `one`, silent for `silence` seconds; its runs settle as it ends (the
+        loop's write to a full pipe, if any, then fails instead of blocking for ever)."""
+        logger.error(
+            "sender process %d (pid %s) wrote nothing for %.0f s: frozen; killing it",
+            one.index, one.process.pid, silence,
+        )  # fmt: skip
+        one.process.kill()
 
     def _distrust(self, one: _Process) -> None:
         """Stop process `one` and count every run it had as possibly called."""
