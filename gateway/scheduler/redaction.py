@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 from urllib.parse import quote
@@ -19,18 +20,33 @@ if TYPE_CHECKING:
 
 def secrets_of(request: CallRequest) -> list[str]:
     """Return every secret string the request carries, in the forms messages may show it."""
-    found = list(request.secrets)
+    found = [*request.secrets, *_url_secrets(request.url)]
     for name, value in request.headers.items():
-        if name.lower() in ("x-cron-token", "authorization", "cookie", "proxy-authorization"):
+        if name.lower() in _SECRET_HEADERS:
             found += [value, value.partition(" ")[2]]
-    try:
-        parts = urlsplit(request.url)
-        found += [v for k, v in parse_qsl(parts.query) if k.lower() in ("crontoken", "token")]
-        found.append(parts.password or "")
-    except ValueError:
-        pass
-    forms = {f for s in found if s for f in (s, quote(s, safe=""), quote_plus(s))}
+    forms = {f for s in found if s for f in _forms(s)}
     return sorted(forms, key=len, reverse=True)  # longest first: "Bearer x" before "x"
+
+
+_SECRET_HEADERS = frozenset({"x-cron-token", "authorization", "cookie", "proxy-authorization"})
+
+
+# Cached: every call of a job has the same URL and token (a burst is thousands of calls).
+@functools.lru_cache(maxsize=4096)
+def _url_secrets(url: str) -> tuple[str, ...]:
+    """Return the token query parameters and the password of `url`."""
+    try:
+        parts = urlsplit(url)
+        found = [v for k, v in parse_qsl(parts.query) if k.lower() in ("crontoken", "token")]
+        return (*found, parts.password or "")
+    except ValueError:
+        return ()
+
+
+@functools.lru_cache(maxsize=4096)
+def _forms(secret: str) -> tuple[str, ...]:
+    """Return `secret` as it is, percent-encoded and form-encoded."""
+    return tuple(dict.fromkeys((secret, quote(secret, safe=""), quote_plus(secret))))
 
 
 def redacted(outcome: Outcome, secrets: list[str]) -> Outcome:
