@@ -188,6 +188,26 @@ def test_an_abandoned_run_takes_the_endpoints_late_outcome(db: str, clock: FakeC
     assert Job.get_by_id(job.id).consecutive_failures == 0
 
 
+def test_an_abandoned_run_that_ends_a_failure_after_all_counts_once(
+    db: str, clock: FakeClock
+) -> None:
+    job = _job(clock)
+    for end in ("endpoint", "finish"):  # the endpoint's own end, or a late outcome recorded
+        run = runs.start_run(job, runs.Origin(), "c", None, clock.now())
+        clock.advance(seconds=35)
+        assert runs.abandon_stale(job, clock.now(), TTL) == 1
+        failures = Job.get_by_id(job.id).consecutive_failures
+        if end == "endpoint":
+            assert runs.end_running(run.id, job.id, "error", clock.now(), runs.Ending(35_000))
+        else:
+            assert runs.finish_run(run.id, "timeout", clock.now())
+        stored = Job.get_by_id(job.id)
+        assert Run.get_by_id(run.id).status in ("error", "timeout")
+        assert stored.consecutive_failures == failures  # one run, one failure
+        assert stored.last_status == Run.get_by_id(run.id).status
+    assert Job.get_by_id(job.id).consecutive_failures == 2
+
+
 def test_stale_runs_abandoned_together_count_as_that_many_failures(
     db: str, clock: FakeClock
 ) -> None:

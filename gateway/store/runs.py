@@ -229,18 +229,19 @@ def end_running(run_id: int, job_id: int, status: str, now: datetime, ending: En
     )  # fmt: skip
     params = [field.db_value(value) for field, value in zip(_ENDING, values, strict=True)]
     with joined_write_transaction():
-        ended = rendered.execute(
-            "run.end_running", _end_running_sql, [*params, run_id, "running", "abandoned"]
-        ).rowcount
-        if ended:
-            _count_on_job(job_id, status, now)
-    return bool(ended)
+        # *running* first (the common case, one statement); an *abandoned* one was counted
+        # as a failure already, so it is not counted again (a success still resets).
+        for was in ("running", "abandoned"):
+            if rendered.execute("run.end", _end_sql, [*params, run_id, was]).rowcount:
+                _count_on_job(job_id, status, now, runs=1 if was == "running" else 0)
+                return True
+    return False
 
 
-def _end_running_sql(param: str) -> str:
+def _end_sql(param: str) -> str:
     return (
         f"UPDATE {Run._meta.table_name} SET {assignments(_ENDING, param)} "
-        f"WHERE {Run.id.column_name} = {param} AND {Run.status.column_name} IN ({param}, {param})"
+        f"WHERE {Run.id.column_name} = {param} AND {Run.status.column_name} = {param}"
     )
 
 
@@ -255,8 +256,8 @@ def finish(run: Run, status: str, now: datetime, **outcome: Any) -> bool:
             .where((Run.id == run.id) & (Run.status == run.status))
             .execute()
         )
-        if updated:
-            _count_on_job(run.job_id, status, now)
+        if updated:  # an *abandoned* run was counted as a failure already: not again
+            _count_on_job(run.job_id, status, now, runs=0 if run.status == "abandoned" else 1)
     if not updated:
         return False
     run.status = status
@@ -266,6 +267,7 @@ def finish(run: Run, status: str, now: datetime, **outcome: Any) -> bool:
 
 
 def _count_on_job(job_id: int, status: str, now: datetime, runs: int = 1) -> None:
+    """Count `runs` runs ending `status` on the job: failures add up, a success resets."""
     if status == "missed":
         return  # nothing ran: the job's last run is still the one before
     if status in FAILED_STATUSES:
