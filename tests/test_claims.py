@@ -262,6 +262,30 @@ def test_in_one_batch_a_replaced_run_is_canceled_before_it_is_ever_sent(
     ]
 
 
+def test_runs_due_soon_are_taken_ahead_unless_their_job_has_a_run_going(
+    db: str, clock: FakeClock
+) -> None:
+    make_job(clock, "free")
+    busy = make_job(clock, "busy")
+    going = enqueue(busy, "manual", clock.now())
+    claims.take_due_runs(clock.now(), "gw", APP)  # busy's manual run is going (forbid)
+    clock.advance(seconds=0.8)
+    claims.claim_due_slots(clock.now(), ahead=timedelta(seconds=1))  # the slots at :01
+    ahead = claims.take_due_runs(
+        clock.now(), "gw", APP, due_by=clock.now() + timedelta(seconds=0.25)
+    )
+    assert [(d.job, d.due_at) for d in ahead] == [("free", clock.now() + timedelta(seconds=0.2))]
+    slot = Run.select().where((Run.job == busy) & (Run.trigger == "schedule"))
+    assert slot.get().status == "queued"  # not skipped ahead of its time
+    taken_by, quarter = clock.now() + timedelta(seconds=0.25), timedelta(seconds=0.25)
+    # The loop wakes for it at its time, not a quarter of a second ahead again and again.
+    assert claims.next_due_at(clock.now(), timedelta(0), quarter, taken_by) == slot.get().due_at
+    Run.update(status="success").where(Run.id == going.id).execute()  # it ends in time
+    clock.advance(seconds=0.2)
+    [sent] = claims.take_due_runs(clock.now(), "gw", APP)
+    assert (sent.job, sent.run_id, slot.get().status) == ("busy", slot.get().id, "dispatched")
+
+
 def test_a_burst_of_due_runs_is_dispatched_together(db: str, clock: FakeClock) -> None:
     jobs = [make_job(clock, f"job{i:03d}") for i in range(150)]
     clock.advance(seconds=1)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 
 from gateway.scheduler.dispatch import Dispatcher
 from gateway.store.claims import Dispatch
@@ -90,3 +94,32 @@ def test_a_call_that_raises_does_not_stop_the_others() -> None:
         dispatcher.submit(dispatch(n, "app.example"))
     assert dispatcher.drain(5) and sorted(done) == [1, 2]
     dispatcher.close()
+
+
+def test_a_run_handed_over_before_its_time_is_called_at_its_time_not_before() -> None:
+    called: dict[int, datetime] = {}
+
+    def call(d: Dispatch) -> None:
+        called[d.run_id] = datetime.now(UTC)
+
+    dispatcher = Dispatcher(call, workers=4, per_host=4)
+    due = datetime.now(UTC) + timedelta(seconds=0.3)
+    try:
+        dispatcher.submit_all([replace(dispatch(1, "a"), due_at=due), dispatch(2, "a")])
+        time.sleep(0.1)
+        assert list(called) == [2] and dispatcher.starting  # 1 waits, counted as not begun
+        assert dispatcher.drain(5)
+        assert due <= called[1] < due + timedelta(seconds=0.2)
+        assert not dispatcher.starting
+    finally:
+        dispatcher.close()
+
+
+def test_a_run_still_waiting_for_its_time_is_not_called_once_closed() -> None:
+    called: list[int] = []
+    dispatcher = Dispatcher(lambda d: called.append(d.run_id), workers=2, per_host=2)
+    dispatcher.submit(replace(dispatch(1, "a"), due_at=datetime.now(UTC) + timedelta(seconds=2)))
+    time.sleep(0.05)
+    dispatcher.close()
+    time.sleep(0.1)
+    assert called == []

@@ -120,11 +120,27 @@ def test_a_slot_is_queued_a_second_ahead_and_called_when_due(
     assert round_trip(scheduler)  # claimed ahead
     [run] = runs_of(row)
     assert run.status == "queued" and calls == []
-    assert scheduler.seconds_until_next_due() == pytest.approx(0.5)
-    clock.advance(seconds=0.5)
-    round_trip(scheduler)
+    assert scheduler.seconds_until_next_due() == pytest.approx(0.25)  # taken 0.25 s ahead
+    clock.advance(seconds=0.25)
+    round_trip(scheduler)  # its call waits for :10 (the fake clock's wait moves the time)
     [run] = runs_of(row)
     assert (run.status, run.lateness_ms, len(calls)) == ("success", 0, 1)
+    assert run.dispatched_at < run.scheduled_for <= clock.now()
+
+
+def test_a_run_waiting_for_its_jobs_running_one_does_not_make_the_loop_spin(
+    scheduler: Scheduler, clock: FakeClock
+) -> None:
+    row = job(clock, "tick", schedule=None)  # overlap forbid: a manual run waits its turn
+    going = enqueue(row, "manual", clock.now())
+    Run.update(status="running").where(Run.id == going.id).execute()  # the endpoint runs it
+    waiting = enqueue(row, "manual", clock.now())
+    assert not round_trip(scheduler)
+    assert Run.get_by_id(waiting.id).status == "queued"
+    assert scheduler.seconds_until_next_due() == pytest.approx(0.5)  # not 0: a busy loop
+    Run.update(status="success").where(Run.id == going.id).execute()
+    round_trip(scheduler)  # the next round sends it
+    assert (Run.get_by_id(waiting.id).status, len(calls)) == ("success", 1)
 
 
 def test_at_shutdown_a_slot_claimed_ahead_is_given_back(

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
+from gateway.clock import SYSTEM_CLOCK
+from gateway.clock import Clock
 from gateway.store.claims import Dispatch
 
 logger = logging.getLogger("gateway.dispatch")
@@ -18,11 +20,21 @@ class Dispatcher:
     """Send dispatched runs through `call`, at most `workers` at once and `per_host` per host.
 
     Runs over a host's cap wait in that host's queue instead of holding a pool thread, so a
-    midnight burst at one app cannot starve calls to the others.
+    midnight burst at one app cannot starve calls to the others. A run handed over before its
+    time (the loop takes due runs a little ahead, so a burst is ready to leave) is called at
+    its time (`Dispatch.due_at`, by `clock`), never before: its thread waits for it.
     """
 
-    def __init__(self, call: Callable[[Dispatch], None], workers: int, per_host: int) -> None:
+    def __init__(
+        self,
+        call: Callable[[Dispatch], None],
+        workers: int,
+        per_host: int,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self._call = call
+        self._clock = clock
+        self._closed = threading.Event()
         self._per_host = per_host
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="call")
         self._lock = threading.Lock()
@@ -61,10 +73,12 @@ class Dispatcher:
         self._pool.submit(self._run, host, dispatch)
 
     def _run(self, host: str, dispatch: Dispatch) -> None:
+        on_time = self._wait_for(dispatch)
         with self._lock:
             self._unstarted -= 1
         try:
-            self._call(dispatch)
+            if on_time:
+                self._call(dispatch)
         except Exception:  # one bad call never stops the others
             logger.exception("call of run %s failed", dispatch.execution_id)
         with self._lock:
@@ -110,4 +124,15 @@ class Dispatcher:
             return self._in_flight == 0
 
     def close(self) -> None:
+        self._closed.set()  # a run still waiting for its time is not called
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _wait_for(self, dispatch: Dispatch) -> bool:
+        """Wait until the run's time; return False if the dispatcher closed first."""
+        if dispatch.due_at is None:
+            return True
+        while (left := (dispatch.due_at - self._clock.now()).total_seconds()) > 0:
+            if self._closed.is_set():
+                return False
+            self._clock.wait(left, self._closed)
+        return True

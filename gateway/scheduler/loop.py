@@ -82,6 +82,9 @@ class LoopSettings:
 
     wake_interval: float = 0.5  # new jobs, reschedules and manual triggers are seen this fast
     claim_ahead: float = 1.0  # slots are claimed (queued) this long before they are due
+    # … and taken (dispatched, handed to a call thread or sender) this long before: a burst is
+    # ready to leave at its time, when each call is made (never before: dispatch.py).
+    take_ahead: float = 0.25
     lease_seconds: float = 10.0  # a dead gateway's work is taken over after this
     workers: int = 32
     per_host: int = 16
@@ -115,6 +118,8 @@ class Scheduler:
         self.instance = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.lease = timedelta(seconds=self.pacing.lease_seconds)
         self._claim_ahead = timedelta(seconds=self.pacing.claim_ahead)
+        self._take_ahead = timedelta(seconds=self.pacing.take_ahead)
+        self._taken_by: datetime | None = None  # the last take took what was due by then
         self.stopping = threading.Event()
         self.wake = threading.Event()
         self.active = False
@@ -144,7 +149,9 @@ class Scheduler:
                 workers=self.pacing.workers, per_host=self.pacing.per_host,
             )  # fmt: skip
         else:
-            self.dispatcher = Dispatcher(self.send, self.pacing.workers, self.pacing.per_host)
+            self.dispatcher = Dispatcher(
+                self.send, self.pacing.workers, self.pacing.per_host, clock
+            )
         self.reaper = Reaper(self.lease, timedelta(seconds=settings.lease_seconds))
 
     # -- the loop -------------------------------------------------------------------------
@@ -256,7 +263,8 @@ class Scheduler:
         return True
 
     def _send_due(self, now: datetime) -> int:
-        """Take the queued runs due at `now` and hand them to the dispatcher; return how many."""
+        """Take the queued runs due by `now` and the take-ahead and hand them to the dispatcher
+        (each call waits for its time); return how many."""
         if not self.dispatcher.ready:  # every sender process is restarting: leave them queued
             return 0
         answered = {sent.dispatch.run_id for sent in self.outcomes.pending()}
@@ -264,9 +272,12 @@ class Scheduler:
         # loop takes the rest (dispatch.py says why not without).
         taking = time.monotonic() < self._taking_until
         limit = TAKE_BATCH if taking else self.dispatcher.first_take
+        due_by = now + self._take_ahead
         sent = claims.take_due_runs(
-            now, self.instance, self.settings.app_url, limit=limit, answered=answered
-        )
+            now, self.instance, self.settings.app_url, limit=limit, answered=answered,
+            due_by=due_by,
+        )  # fmt: skip
+        self._taken_by = due_by
         if sent:
             self._taking_until = time.monotonic() + TAKING_SECONDS
         # Runs that could not be handed out go back to the queue at the next round; they do
@@ -306,7 +317,7 @@ class Scheduler:
         if not self.dispatcher.ready:  # due runs wait for a sender: not a busy loop meanwhile
             return self.pacing.wake_interval
         now = self.clock.now()
-        due = claims.next_due_at(now, self._claim_ahead)
+        due = claims.next_due_at(now, self._claim_ahead, self._take_ahead, self._taken_by)
         if due is None:
             return self.pacing.wake_interval
         return min(max(0.0, (due - now).total_seconds()), self.pacing.wake_interval)

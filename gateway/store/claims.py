@@ -17,6 +17,7 @@ from typing import TypeVar
 from typing import cast
 
 from peewee import JOIN
+from peewee import Expression
 from peewee import Model
 from peewee import ModelSelect
 
@@ -225,8 +226,14 @@ def take_due_runs(
     *,
     limit: int = 200,
     answered: Collection[int] = (),
+    due_by: datetime | None = None,
 ) -> list[Dispatch]:
     """Mark queued runs that are due *dispatched* by `gateway` and return them to send.
+
+    `due_by` (default `now`): also take the runs due by then, a little ahead, so that their
+    calls are ready to leave at their time (the sender waits for it: `Dispatch.due_at`). Such
+    a run is taken only if nothing is to be decided about it: if its job has a run going, it
+    stays queued until it is due, and the overlap policy is applied then, as without.
 
     On the way, overlap and misfire policies are applied: a queued run may instead end
     *skipped* (forbid), cancel the run it replaces (replace), wait (an earlier run of the same
@@ -238,7 +245,7 @@ def take_due_runs(
     gateway's writer is behind, say after a database outage); they are not "going" for the
     overlap policy.
     """
-    due = (Run.status == "queued") & (Run.due_at <= now)
+    due = (Run.status == "queued") & (Run.due_at <= (now if due_by is None else max(now, due_by)))
     if not Run.select(Run.id).where(due).exists():  # (an idle wake takes no lock)
         return []
     with write_transaction():
@@ -350,6 +357,8 @@ def _dispatch_one(
     policy = misfire_policy(job)
     catch_up = run.trigger == "schedule" and now - run.scheduled_for > policy.grace
     going = [r for r in active.get(job.id, []) if r.status in ("dispatched", "running")]
+    if going and run.due_at > now:
+        return None  # not due yet: the overlap policy is applied at its time, not ahead
     decision = decide_overlap(cast(OverlapMode, job.overlap), bool(going))
     if decision == "skip":
         if run.trigger != "schedule" or catch_up:
@@ -414,9 +423,20 @@ def absolute_url(url: str, app_url: str) -> str:
     return app_url.rstrip("/") + url if url.startswith("/") else url
 
 
-def next_due_at(now: datetime, ahead: timedelta = timedelta(0)) -> datetime | None:
-    """Return the earliest time something is due, by index: a queued run, or a job's next slot
-    to claim `ahead` of it."""
+def next_due_at(
+    now: datetime,
+    ahead: timedelta = timedelta(0),
+    take_ahead: timedelta = timedelta(0),
+    taken_by: datetime | None = None,
+) -> datetime | None:
+    """Return the earliest time something is due, by index: a job's next slot to claim
+    `ahead` of it, or a queued run to take `take_ahead` of its time.
+
+    `taken_by`: the last take took the runs due by then that it could. One it left queued
+    is due again only at its own time (it was not due yet: its overlap policy is decided
+    then), or, if that has passed, it waits for another run of its job to end and the loop
+    looks again each round (without this, a manual run waiting behind a long one made the
+    loop spin until that one ended)."""
     job_next = (
         Job.select(Job.next_run_at)
         .where(
@@ -429,17 +449,25 @@ def next_due_at(now: datetime, ahead: timedelta = timedelta(0)) -> datetime | No
         .limit(1)
         .scalar()
     )
-    run_next = (
-        Run.select(Run.due_at)
-        .where((Run.status == "queued") & Run.due_at.is_null(False))
-        .order_by(Run.due_at)
-        .limit(1)
-        .scalar()
-    )
-    found = [Run.due_at.python_value(v) for v in (job_next, run_next) if v is not None]
+    found = []
     if job_next is not None:
-        found[0] -= ahead
+        found.append(Run.due_at.python_value(job_next) - ahead)
+    queued = (Run.status == "queued") & Run.due_at.is_null(False)
+    if taken_by is None:
+        new = _earliest_due(queued)
+    else:
+        new = _earliest_due(queued & (Run.due_at > taken_by))
+        left = _earliest_due(queued & (Run.due_at > now) & (Run.due_at <= taken_by))
+        if left is not None:
+            found.append(left)
+    if new is not None:
+        found.append(new - take_ahead)
     return min(found) if found else None
+
+
+def _earliest_due(where: Expression) -> datetime | None:
+    value = Run.select(Run.due_at).where(where).order_by(Run.due_at).limit(1).scalar()
+    return None if value is None else Run.due_at.python_value(value)
 
 
 @dataclass(frozen=True)
