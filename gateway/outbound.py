@@ -16,6 +16,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -155,21 +156,33 @@ def _normalize_target(target: str) -> str:
     return target if target.startswith("*") else normalize_host(target)
 
 
+IDLE_SECONDS = 60.0  # an idle connection older than this is closed (servers drop theirs)
+MAX_IDLE = 256  # idle connections kept in all, whatever the number of hosts
+_PRUNE_SECONDS = 10.0  # how often idle connections past IDLE_SECONDS are looked for
+
+Key = tuple[str, str, int]
+
+
 class Pools:
-    """Kept-alive `http.client` connections, up to `maxsize` idle per (scheme, host, port);
+    """Kept-alive `http.client` connections, up to `maxsize` idle per (scheme, host, port)
+    and MAX_IDLE (at least `maxsize`) in all, none idle longer than IDLE_SECONDS;
     thread-safe. With a Guard, every new connection checks its host and resolved addresses.
 
     The standard library rather than urllib3 on this path: a call through the Caller costs
     about 40% less CPU (bench/client_cpu.py), and CPU is what bounds a burst of thousands of
-    calls. What urllib3 added that the gateway used (a pool, dropping idle connections the
-    server closed, certificate checks against certifi, no proxies from the environment) is
-    the few lines here.
+    calls. What urllib3 added that the gateway used (a bounded pool, dropping idle
+    connections the server closed, certificate checks against certifi, no proxies from the
+    environment) is the few lines here.
     """
 
     def __init__(self, maxsize: int = 32, guard: Guard | None = None) -> None:
         self.maxsize = maxsize
+        self.max_idle = max(maxsize, MAX_IDLE)
         self.guard = guard
-        self._idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
+        # By key, oldest first: (when it was put back, by time.monotonic(); the connection).
+        self._idle: dict[Key, list[tuple[float, http.client.HTTPConnection]]] = {}
+        self._count = 0
+        self._pruned = time.monotonic()
         self._lock = threading.Lock()
 
     @functools.cached_property
@@ -192,37 +205,62 @@ class Pools:
             connection.sock.settimeout(timeout)
         return connection
 
-    def _idle_one(self, key: tuple[str, str, int]) -> http.client.HTTPConnection | None:
-        """Pop the most recently used idle connection whose server has not closed it (an idle
-        connection is readable only if it was: end of file, or bytes no request asked for)."""
+    def _idle_one(self, key: Key) -> http.client.HTTPConnection | None:
+        """Pop the most recently used idle connection that is not too old and whose server
+        has not closed it (an idle connection is readable only if it was: end of file, or
+        bytes no request asked for)."""
         while True:
             with self._lock:
                 idle = self._idle.get(key)
-                connection = idle.pop() if idle else None
-            if connection is None or connection.sock is None:
-                return connection
-            poll = select.poll()
-            poll.register(connection.sock, select.POLLIN)
-            if not poll.poll(0):
+                if not idle:
+                    return None
+                since, connection = idle.pop()
+                self._count -= 1
+            if time.monotonic() - since <= IDLE_SECONDS and not _readable(connection):
                 return connection
             connection.close()
 
     def put_back(self, connection: http.client.HTTPConnection) -> None:
         """Keep `connection` for the next call to its host (closed if enough are kept)."""
-        key = (_scheme_of(connection), connection.host, connection.port)
-        with self._lock:
-            idle = self._idle.setdefault(key, [])
-            if len(idle) < self.maxsize and connection.sock is not None:
-                idle.append(connection)
-                return
-        connection.close()
+        closing = [connection]
+        if connection.sock is not None:
+            key = (_scheme_of(connection), connection.host, connection.port)
+            now = time.monotonic()
+            with self._lock:
+                idle = self._idle.setdefault(key, [])
+                if len(idle) < self.maxsize:
+                    idle.append((now, connection))
+                    self._count += 1
+                    closing = self._evict(now)
+        for one in closing:
+            one.close()
+
+    def _evict(self, now: float) -> list[http.client.HTTPConnection]:
+        """Take out (under the lock) the connections idle too long, now and then, and the
+        oldest beyond max_idle; return them, to close."""
+        out: list[http.client.HTTPConnection] = []
+        if now - self._pruned >= _PRUNE_SECONDS:
+            self._pruned = now
+            for key, idle in list(self._idle.items()):
+                out += [c for since, c in idle if now - since > IDLE_SECONDS]
+                idle[:] = [(since, c) for since, c in idle if now - since <= IDLE_SECONDS]
+                if not idle:
+                    del self._idle[key]
+            self._count -= len(out)
+        while self._count > self.max_idle:
+            oldest = min(
+                (k for k in self._idle if self._idle[k]), key=lambda k: self._idle[k][0][0]
+            )
+            out.append(self._idle[oldest].pop(0)[1])
+            self._count -= 1
+        return out
 
     def clear(self) -> None:
         """Close every kept-alive connection."""
         with self._lock:
-            idle, self._idle = self._idle, {}
+            idle, self._idle, self._count = self._idle, {}, 0
         for connections in idle.values():
-            for connection in connections:
+            for _, connection in connections:
                 connection.close()
 
     def _new(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection:
@@ -276,6 +314,15 @@ class _GuardedHTTPSConnection(_GuardedHTTPConnection, http.client.HTTPSConnectio
 
     def connect(self) -> None:
         self.sock = self.tls.wrap_socket(self._open_socket(), server_hostname=self.host)
+
+
+def _readable(connection: http.client.HTTPConnection) -> bool:
+    """Return True if an idle connection has something to read: its server closed it."""
+    if connection.sock is None:
+        return True
+    poll = select.poll()  # not select(): descriptors above 1024
+    poll.register(connection.sock, select.POLLIN)
+    return bool(poll.poll(0))
 
 
 def _scheme_of(connection: http.client.HTTPConnection) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import random
 import ssl
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -31,6 +33,7 @@ from gateway.store.runs import enqueue
 from tests.conftest import CRON_TOKEN
 from tests.fakes import FakeClock
 from tests.servers import serving
+from tests.wire_server import ScriptedServer
 
 DATA = Path(__file__).parent / "data"
 
@@ -294,7 +297,23 @@ def test_https_certificates_are_verified_against_certifi(tls_url: str) -> None:
     port = tls_url.rsplit(":", 1)[1]
     assert (outcome.kind, outcome.http_status) == ("connection_error", None)
     assert outcome.error is not None
-    assert outcome.error.startswith(f"TLS error with 127.0.0.1:{port}: CERTIFICATE_VERIFY_FAILED")
+    assert outcome.error.startswith(f"TLS error with 127.0.0.1:{port}: self")  # -signed …
+
+
+def test_an_https_certificate_is_checked_for_the_hosts_name_not_its_address(
+    tls_url: str,
+) -> None:
+    port = tls_url.rsplit(":", 1)[1]
+    guard = Guard(("other.test",), lambda host, port: ["127.0.0.1"])  # resolves, not named
+    pools = guarded_pools(guard)
+    pools.tls.load_verify_locations(TLS[0])
+    caller = Caller(pools)
+    try:
+        outcome = caller.call(CallRequest("GET", f"https://other.test:{port}/ping", timeout_s=5))
+    finally:
+        caller.close()
+    assert outcome.error is not None and "other.test" in outcome.error
+    assert outcome.error.startswith(f"TLS error with other.test:{port}: Hostname mismatch")
 
 
 def test_an_https_call_to_a_trusted_certificate_succeeds_again_and_again(
@@ -310,3 +329,44 @@ def test_an_https_call_to_a_trusted_certificate_succeeds_again_and_again(
         caller.close()
     assert (first.status, first.http_status, second.http_status) == ("success", 200, 200)
     assert first.response_excerpt is not None and '"tls":true' in first.response_excerpt
+
+
+# --- the pools: bounded, never an old or closed connection ------------------------------------
+
+
+def connected(pools: outbound.Pools, port: int, count: int) -> list[http.client.HTTPConnection]:
+    made = [pools.connection("http", "127.0.0.1", port, 5.0, fresh=True) for _ in range(count)]
+    for connection in made:
+        connection.connect()
+    return made
+
+
+def test_pools_keep_at_most_max_idle_connections_in_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(outbound, "MAX_IDLE", 3)
+    pools = outbound.plain_pools(maxsize=2)
+    with ScriptedServer() as first, ScriptedServer() as second:
+        old = connected(pools, first.port, 2)
+        new = connected(pools, second.port, 2)
+        for connection in old + new:
+            pools.put_back(connection)
+        assert [c.sock is None for c in old + new] == [True, False, False, False]  # oldest out
+        extra = connected(pools, first.port, 1)[0]
+        pools.put_back(extra)  # first's pool has room; the oldest left goes
+        assert old[1].sock is None and extra.sock is not None
+        pools.clear()
+
+
+def test_an_idle_connection_past_idle_seconds_is_closed_not_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pools = outbound.plain_pools()
+    with ScriptedServer() as server:
+        [kept] = connected(pools, server.port, 1)
+        pools.put_back(kept)
+        monkeypatch.setattr(outbound, "IDLE_SECONDS", 0.0)
+        time.sleep(0.01)
+        fresh = pools.connection("http", "127.0.0.1", server.port, 5.0)
+        assert fresh is not kept and kept.sock is None and fresh.sock is None  # not connected
+        pools.clear()

@@ -195,14 +195,17 @@ class Caller:
             connection = self.pools.connection(
                 scheme, host, port, request.timeout_s, fresh=attempt == 2
             )
+            kept_alive = connection.sock is not None
             try:
-                if connection.sock is None:
+                if not kept_alive:
                     _connect(connection)
                 connection.request(request.method, target, body, headers)
                 return connection.getresponse(), connection
             except BaseException as exc:
                 connection.close()
-                if attempt == 2 or not _stale_connection(exc):
+                # Only a kept-alive connection is sent on again: on a new one, a reset or a
+                # close may come after the endpoint read the request (a worker killed).
+                if attempt == 2 or not kept_alive or not _stale_connection(exc):
                     raise
         raise AssertionError("unreachable")
 
@@ -295,7 +298,13 @@ class _Stage:
         if self.decompressor is None:
             self.decompressor = _decompressor(self.name, data)
         # What was held back last time (more than `most` would have come out) goes first.
-        return self.decompressor.decompress(self.decompressor.unconsumed_tail + data, most)
+        out = self.decompressor.decompress(self.decompressor.unconsumed_tail + data, most)
+        # A gzip body may be several members one after the other: each is decoded in turn.
+        while self.decompressor.eof and self.decompressor.unused_data and len(out) < most:
+            rest = self.decompressor.unused_data
+            self.decompressor = _decompressor(self.name, rest)
+            out += self.decompressor.decompress(rest, most - len(out))
+        return out
 
 
 def _decompressor(name: str, first: bytes) -> zlib._Decompress:
@@ -439,7 +448,8 @@ def _no_response(status: OutcomeStatus, kind: AttemptKind, error: str, ms: int) 
 def _connection_message(exc: BaseException, target: str) -> str:
     """Return e.g. "connection refused to 127.0.0.1:8000" for what the call raised."""
     if isinstance(exc, ssl.SSLError):
-        return f"TLS error with {target}: {exc.reason or exc.strerror or 'handshake failed'}"
+        why = getattr(exc, "verify_message", None) or exc.reason or exc.strerror
+        return f"TLS error with {target}: {why or 'handshake failed'}"
     if isinstance(exc, http.client.IncompleteRead):
         return f"response from {target} broke off before its end"
     if isinstance(exc, zlib.error):
