@@ -7,6 +7,7 @@ milliseconds; only the HTTP calls are real.
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
@@ -473,6 +474,11 @@ def test_with_sender_processes_a_due_run_is_called_and_recorded(
     try:
         assert isinstance(s.dispatcher, SenderPool) and len(s.dispatcher.pids) == 2
         pids = s.dispatcher.pids
+        pool = s.dispatcher
+        deadline = time.monotonic() + 30  # given runs once they have written (imports done)
+        while not all(p is not None and p.heard for p in pool._processes):
+            assert time.monotonic() < deadline, "the senders did not start"
+            time.sleep(0.02)
         row = job(clock, "tick")
         for n in range(2):  # one after the other: the endpoint runs one `tick` at a time
             enqueue(row, "manual", clock.now(), payload={"n": n})

@@ -97,6 +97,8 @@ def start(target: tuple[Target, str]) -> Iterator[Start]:
     def make(processes: int, per_host: int = 16) -> tuple[SenderPool, Outcomes]:
         outcomes = Outcomes()
         started.append(pool_of(processes, outcomes, per_host))
+        # A process is given runs once it has written (its imports done).
+        _wait(lambda: all(p is not None and p.heard for p in started[-1]._processes), "hellos")
         return started[-1], outcomes
 
     yield make
@@ -153,7 +155,7 @@ def test_a_killed_process_leaves_its_runs_to_abandon_and_another_takes_its_place
     _wait(lambda: pool.in_flight == 0, "the dead process's run to be given up")
     assert pool.take_unsettled() == ([], [1])  # called, perhaps: abandoned, not resent
     assert pool.in_flight == 0 and outcomes.sent == []
-    _wait(lambda: pool.pids and pool.pids != first, "another sender process")
+    _wait(lambda: pool.ready and pool.pids != first, "another sender process, started")
     pool.submit(dispatch(2, url, "fast"))
     assert [s.dispatch.run_id for s in outcomes.wait(1)] == [2]
 
@@ -181,16 +183,16 @@ def test_a_frozen_process_is_killed_its_runs_settled_and_another_started(
     target: tuple[Target, str], monkeypatch: pytest.MonkeyPatch, start: Start
 ) -> None:
     seen, url = target
-    monkeypatch.setattr(senders, "SILENT_SECONDS", 3.0)  # it reports every second
+    monkeypatch.setattr(senders, "SILENT_SECONDS", 5.0)  # it reports every second
     pool, outcomes = start(1, per_host=1)
     [pid] = pool.pids
     pool.submit_all([dispatch(n, url, f"slow{n}") for n in (1, 2)])  # 2 waits behind 1
     _wait(lambda: len(seen.seen) == 1, "the first call to reach the endpoint")
-    time.sleep(4.0)  # a call longer than the silence allowed: still alive, it says so
+    time.sleep(6.0)  # a call longer than the silence allowed: still alive, it says so
     assert pool.pids == [pid] and pool.in_flight == 2
     os.kill(pid, signal.SIGSTOP)  # frozen: alive, but reading and writing nothing
     pool.submit_all([dispatch(n, url, f"slow{n}") for n in (3, 4)])  # stays in the pipe
-    _wait(lambda: pool.in_flight == 0, "the frozen process to be found out", seconds=15)
+    _wait(lambda: pool.in_flight == 0, "the frozen process to be found out", seconds=20)
     hand_back, abandon = pool.take_unsettled()
     assert sorted(hand_back) == [3, 4] and sorted(abandon) == [1, 2]
     assert pid_ended(pid)

@@ -119,7 +119,10 @@ class _Child:
 
     def _report_until_closed(self) -> None:
         """Write the outcomes back in batches, and the progress of a burst going out; at least
-        every BEAT_SECONDS."""
+        every BEAT_SECONDS, and once at once (the gateway gives a process runs once it has
+        heard from it)."""
+        if not self._write(("sent", [], 0)):
+            return
         reported = (0, 0)
         while True:
             with self._changed:

@@ -46,9 +46,11 @@ RESTART_BACKOFF_SECONDS = (1.0, 30.0)  # a process dying at start again and agai
 QUICK_DEATH_SECONDS = 10.0  # … when it lived less than this
 # A process writes a report at least every second (sender_process.BEAT_SECONDS). One that
 # writes nothing this long is frozen (stopped, or a thread holding the GIL): it is killed, and
-# its runs are settled as for any death. Its first message may take longer (the imports).
+# its runs are settled as for any death. Its first message may take longer (the imports);
+# until it comes, the process is given no runs.
 SILENT_SECONDS = 10.0
 FIRST_MESSAGE_SECONDS = 60.0
+_WATCH_SECONDS = 1.0  # how often the watchdog looks
 
 
 @dataclass(eq=False)
@@ -64,6 +66,8 @@ class _Process:
     handed: int = 0  # dispatches given to it, in order (a run's `seq` is its place)
     received: int = 0  # … of which it acknowledged the first this many
     unstarted: int = 0  # … and said this many had not begun
+    heard: float | None = None  # time.monotonic() of its last whole message; None: none yet
+    killed: bool = False  # by the watchdog
     # Its acknowledgements cannot be relied on (a message lost or unreadable): when it ends,
     # every run it had may have been called.
     untrusted: bool = False
@@ -137,6 +141,8 @@ class SenderPool:
         atexit.register(self.close)
         for index in range(processes):
             self._start(index)
+        self._watchdog = threading.Thread(target=self._watch, name="sender-watch", daemon=True)
+        self._watchdog.start()
 
     # -- what the loop calls ----------------------------------------------------------------
 
@@ -144,8 +150,8 @@ class SenderPool:
 
     @property
     def ready(self) -> bool:
-        """Return True if a process can take calls (none may be, while they restart)."""
-        return any(p is not None for p in self._processes)
+        """Return True if a process can take calls (none may be, while they start)."""
+        return any(p is not None and p.heard is not None for p in self._processes)
 
     def submit(self, dispatch: Dispatch) -> None:
         self.submit_all([dispatch])
@@ -155,7 +161,7 @@ class SenderPool:
         how many went out. Those that could not are handed back by the loop."""
         shares: dict[int, list[Dispatch]] = {}
         with self._lock:
-            live = [p for p in self._processes if p is not None]
+            live = [p for p in self._processes if p is not None and p.heard is not None]
             if not live:
                 self._hand_back += [d.run_id for d in dispatches]
                 return 0
@@ -280,20 +286,14 @@ class SenderPool:
         one.receiving.start()
 
     def _receive(self, one: _Process) -> None:
-        """Read what process `one` writes until it ends; then settle its runs, start another.
-        If it writes nothing for too long, kill it (see SILENT_SECONDS)."""
-        silence = FIRST_MESSAGE_SECONDS
+        """Read what process `one` writes until it ends; then settle its runs, start another."""
         try:
             while True:
                 try:
-                    if not one.conn.poll(silence):
-                        self._frozen(one, silence)
-                        silence = STOP_SECONDS  # killed: its end of the pipe closes at once
-                        continue
                     message = one.conn.recv()
                 except (EOFError, OSError):
                     return
-                silence = SILENT_SECONDS
+                one.heard = time.monotonic()
                 kind = message[0]
                 if kind == "got":
                     with self._lock:
@@ -321,14 +321,27 @@ class SenderPool:
             one.unstarted = unstarted
             self._idle.notify_all()
 
-    def _frozen(self, one: _Process, silence: float) -> None:
-        """Kill process `one`, silent for `silence` seconds; its runs settle as it ends (the
-        loop's write to a full pipe, if any, then fails instead of blocking for ever)."""
-        logger.error(
-            "sender process %d (pid %s) wrote nothing for %.0f s: frozen; killing it",
-            one.index, one.process.pid, silence,
-        )  # fmt: skip
-        one.process.kill()
+    def _watch(self) -> None:
+        """Kill every process that has written no whole message for too long (see
+        SILENT_SECONDS): stopped, frozen mid-message, or a thread holding its GIL. Its runs
+        settle as it ends, and a write of the loop blocked on its full pipe then fails."""
+        while True:
+            time.sleep(_WATCH_SECONDS)
+            with self._lock:
+                if self._closing:
+                    return
+                live = [p for p in self._processes if p is not None and not p.killed]
+            now = time.monotonic()
+            for one in live:
+                since = one.started if one.heard is None else one.heard
+                allowed = FIRST_MESSAGE_SECONDS if one.heard is None else SILENT_SECONDS
+                if now - since > allowed:
+                    one.killed = True
+                    logger.error(
+                        "sender process %d (pid %s) wrote nothing for %.0f s: frozen; killing it",
+                        one.index, one.process.pid, now - since,
+                    )  # fmt: skip
+                    one.process.kill()
 
     def _distrust(self, one: _Process) -> None:
         """Stop process `one` and count every run it had as possibly called."""
