@@ -286,6 +286,22 @@ def test_runs_due_soon_are_taken_ahead_unless_their_job_has_a_run_going(
     assert (sent.job, sent.run_id, slot.get().status) == ("busy", slot.get().id, "dispatched")
 
 
+def test_a_full_batch_of_waiting_runs_is_passed_over_by_the_next_take(
+    db: str, clock: FakeClock
+) -> None:
+    busy, free = make_job(clock, "busy", schedule=None), make_job(clock, "free", schedule=None)
+    enqueue(busy, "manual", clock.now())
+    claims.take_due_runs(clock.now(), "gw", APP)  # busy has a run going (forbid)
+    waiting = [enqueue(busy, "manual", clock.now()).id for _ in range(2)]
+    behind = enqueue(free, "manual", clock.now())
+    passed: set[int] = set()
+    first = claims.take_due_batch(clock.now(), "gw", APP, limit=2, passed_over=passed)
+    assert (first.dispatches, first.full, passed) == ([], True, set(waiting))  # take again
+    second = claims.take_due_batch(clock.now(), "gw", APP, limit=2, passed_over=passed)
+    assert ([d.run_id for d in second.dispatches], second.full) == ([behind.id], False)
+    assert [Run.get_by_id(i).status for i in waiting] == ["queued", "queued"]
+
+
 def test_a_burst_of_due_runs_is_dispatched_together(db: str, clock: FakeClock) -> None:
     jobs = [make_job(clock, f"job{i:03d}") for i in range(150)]
     clock.advance(seconds=1)

@@ -9,6 +9,7 @@ from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
 
+from gateway.scheduler.dispatch import MAX_HOLD_SECONDS
 from gateway.scheduler.dispatch import Dispatcher
 from gateway.store.claims import Dispatch
 
@@ -103,14 +104,31 @@ def test_a_run_handed_over_before_its_time_is_called_at_its_time_not_before() ->
         called[d.run_id] = datetime.now(UTC)
 
     dispatcher = Dispatcher(call, workers=4, per_host=4)
-    due = datetime.now(UTC) + timedelta(seconds=0.3)
+    due = datetime.now(UTC) + timedelta(seconds=0.5)
     try:
         dispatcher.submit_all([replace(dispatch(1, "a"), due_at=due), dispatch(2, "a")])
-        time.sleep(0.1)
-        assert list(called) == [2] and dispatcher.starting  # 1 waits, counted as not begun
+        deadline = time.monotonic() + 5
+        while 2 not in called and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert 1 not in called and dispatcher.starting  # 1 waits, counted as not begun
         assert dispatcher.drain(5)
-        assert due <= called[1] < due + timedelta(seconds=0.2)
-        assert not dispatcher.starting
+        assert due <= called[1]  # never early
+        assert not dispatcher.starting and dispatcher.in_flight == 0
+    finally:
+        dispatcher.close()
+
+
+def test_a_run_waiting_for_its_time_is_handed_back_at_shutdown_and_never_called() -> None:
+    called: list[int] = []
+    dispatcher = Dispatcher(lambda d: called.append(d.run_id), workers=2, per_host=2)
+    held = replace(dispatch(1, "a"), due_at=datetime.now(UTC) + timedelta(seconds=0.3))
+    try:
+        dispatcher.submit(held)
+        time.sleep(0.1)
+        assert dispatcher.take_waiting() == [held]  # given back: the next gateway sends it
+        assert dispatcher.drain(5) and dispatcher.in_flight == 0
+        time.sleep(0.4)  # past its time
+        assert called == []
     finally:
         dispatcher.close()
 
@@ -118,8 +136,36 @@ def test_a_run_handed_over_before_its_time_is_called_at_its_time_not_before() ->
 def test_a_run_still_waiting_for_its_time_is_not_called_once_closed() -> None:
     called: list[int] = []
     dispatcher = Dispatcher(lambda d: called.append(d.run_id), workers=2, per_host=2)
-    dispatcher.submit(replace(dispatch(1, "a"), due_at=datetime.now(UTC) + timedelta(seconds=2)))
+    dispatcher.submit(replace(dispatch(1, "a"), due_at=datetime.now(UTC) + timedelta(seconds=0.2)))
     time.sleep(0.05)
     dispatcher.close()
-    time.sleep(0.1)
-    assert called == []
+    time.sleep(0.4)  # past its time
+    assert called == [] and dispatcher.in_flight == 0
+
+
+class SteppedBack:
+    """A clock whose wall time stays an hour before the run's time (stepped back)."""
+
+    def __init__(self) -> None:
+        self.start = datetime.now(UTC)
+
+    def now(self) -> datetime:
+        return self.start
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wait(self, seconds: float, wake: threading.Event) -> None:
+        wake.wait(seconds)
+
+
+def test_a_run_waits_at_most_max_hold_seconds_if_the_clock_is_stepped_back() -> None:
+    called = threading.Event()
+    clock = SteppedBack()
+    dispatcher = Dispatcher(lambda d: called.set(), workers=1, per_host=1, clock=clock)
+    try:
+        dispatcher.submit(replace(dispatch(1, "a"), due_at=clock.start + timedelta(hours=1)))
+        assert not called.wait(0.5)
+        assert called.wait(MAX_HOLD_SECONDS + 2)  # called, not an hour later
+    finally:
+        dispatcher.close()

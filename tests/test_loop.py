@@ -144,6 +144,25 @@ def test_a_run_waiting_for_its_jobs_running_one_does_not_make_the_loop_spin(
     assert (Run.get_by_id(waiting.id).status, len(calls)) == ("success", 1)
 
 
+def test_a_full_batch_of_waiting_runs_does_not_hold_up_the_runs_behind_it(
+    scheduler: Scheduler, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loop, "TAKE_BATCH", 2)
+    monkeypatch.setattr(scheduler.dispatcher, "first_take", 2)
+    busy = job(clock, "broken", schedule=None)
+    going = enqueue(busy, "manual", clock.now())
+    Run.update(status="running").where(Run.id == going.id).execute()
+    waiting = [enqueue(busy, "manual", clock.now()) for _ in range(2)]  # a whole batch
+    behind = enqueue(job(clock, "tick", schedule=None), "manual", clock.now())
+    rounds = 0
+    while scheduler.run_once():  # one wake: the loop takes again past the waiting batch
+        rounds += 1
+        assert rounds < 10, "the loop kept taking the same runs"
+    assert scheduler.drain(10)
+    assert Run.get_by_id(behind.id).status == "success"
+    assert [Run.get_by_id(r.id).status for r in waiting] == ["queued", "queued"]
+
+
 def test_at_shutdown_a_slot_claimed_ahead_is_given_back(
     scheduler: Scheduler, clock: FakeClock
 ) -> None:

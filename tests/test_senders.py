@@ -16,6 +16,7 @@ from collections.abc import Callable
 from collections.abc import Iterator
 from datetime import UTC
 from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -198,6 +199,22 @@ def test_a_frozen_process_is_killed_its_runs_settled_and_another_started(
     assert pid_ended(pid)
     _wait(lambda: pool.pids and pool.pids != [pid], "another sender process")
     assert len(seen.seen) == 1 and outcomes.sent == []
+
+
+def test_runs_a_dead_process_held_for_their_time_go_back_to_the_queue(
+    target: tuple[Target, str],
+    start: Start,
+) -> None:
+    seen, url = target
+    pool, outcomes = start(1)
+    [pid] = pool.pids
+    later = dataclasses.replace(dispatch(7, url), due_at=datetime.now(UTC) + timedelta(seconds=30))
+    pool.submit(later)  # taken ahead: the process holds it until its time
+    _wait(lambda: pool._processes[0] is not None and pool._processes[0].received == 1, "got")
+    os.kill(pid, signal.SIGKILL)
+    _wait(lambda: pool.in_flight == 0, "the dead process's run to be settled")
+    assert pool.take_unsettled() == ([7], [])  # not due when it died: never called
+    assert seen.seen == [] and outcomes.sent == []
 
 
 def test_while_no_process_is_alive_the_pool_takes_nothing(

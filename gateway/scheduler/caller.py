@@ -293,17 +293,30 @@ class _Decoder:
 class _Stage:
     name: str
     decompressor: zlib._Decompress | None = None
+    ended: bool = False  # trailing bytes that are not gzip: the rest is ignored
 
     def decode(self, data: bytes, most: int) -> bytes:
+        if self.ended:
+            return b""
         if self.decompressor is None:
             self.decompressor = _decompressor(self.name, data)
         # What was held back last time (more than `most` would have come out) goes first.
         out = self.decompressor.decompress(self.decompressor.unconsumed_tail + data, most)
         # A gzip body may be several members one after the other: each is decoded in turn.
-        while self.decompressor.eof and self.decompressor.unused_data and len(out) < most:
+        # What follows the last one and is not gzip (zero padding) is ignored, as urllib3 does.
+        while (
+            self.name != "deflate"
+            and self.decompressor.eof
+            and self.decompressor.unused_data
+            and len(out) < most
+        ):
             rest = self.decompressor.unused_data
             self.decompressor = _decompressor(self.name, rest)
-            out += self.decompressor.decompress(rest, most - len(out))
+            try:
+                out += self.decompressor.decompress(rest, most - len(out))
+            except zlib.error:
+                self.ended = True
+                break
         return out
 
 

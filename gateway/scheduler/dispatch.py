@@ -15,6 +15,10 @@ from gateway.store.claims import Dispatch
 
 logger = logging.getLogger("gateway.dispatch")
 
+# A run is handed over at most the loop's take-ahead (0.25 s) early. One that still waits
+# after this long had its time moved by the wall clock stepping back: it is called then.
+MAX_HOLD_SECONDS = 1.0
+
 
 class Dispatcher:
     """Send dispatched runs through `call`, at most `workers` at once and `per_host` per host.
@@ -35,6 +39,8 @@ class Dispatcher:
         self._call = call
         self._clock = clock
         self._closed = threading.Event()
+        # Runs waiting for their time, by run id, each with the event that takes it back.
+        self._held: dict[int, tuple[Dispatch, threading.Event]] = {}
         self._per_host = per_host
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="call")
         self._lock = threading.Lock()
@@ -73,11 +79,15 @@ class Dispatcher:
         self._pool.submit(self._run, host, dispatch)
 
     def _run(self, host: str, dispatch: Dispatch) -> None:
-        on_time = self._wait_for(dispatch)
+        try:
+            due = self._wait_for(dispatch)
+        except Exception:  # a clock that fails: called now rather than left without an end
+            logger.exception("waiting for the time of run %s failed", dispatch.execution_id)
+            due = True
         with self._lock:
             self._unstarted -= 1
         try:
-            if on_time:
+            if due:
                 self._call(dispatch)
         except Exception:  # one bad call never stops the others
             logger.exception("call of run %s failed", dispatch.execution_id)
@@ -110,11 +120,16 @@ class Dispatcher:
         return self._unstarted
 
     def take_waiting(self) -> list[Dispatch]:
-        """Remove and return the runs not sent yet (to hand them back at shutdown)."""
+        """Remove and return the runs not sent yet (to hand them back at shutdown): those
+        waiting for their host, and those waiting for their time (their threads then end)."""
         with self._lock:
             taken = [d for queue in self._waiting.values() for d in queue]
             self._waiting.clear()
-            self._in_flight -= len(taken)
+            self._in_flight -= len(taken)  # the held ones' threads count theirs as they end
+            for dispatch, taken_back in self._held.values():
+                taken.append(dispatch)
+                taken_back.set()
+            self._held.clear()
             return taken
 
     def drain(self, timeout: float) -> bool:
@@ -124,15 +139,32 @@ class Dispatcher:
             return self._in_flight == 0
 
     def close(self) -> None:
-        self._closed.set()  # a run still waiting for its time is not called
+        self._closed.set()
+        with self._lock:  # a run still waiting for its time is not called
+            for _, taken_back in self._held.values():
+                taken_back.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _wait_for(self, dispatch: Dispatch) -> bool:
-        """Wait until the run's time; return False if the dispatcher closed first."""
-        if dispatch.due_at is None:
+        """Wait until the run's time (at most MAX_HOLD_SECONDS); return False if it was taken
+        back (take_waiting) or the dispatcher closed first. Whether it is called or handed
+        back is decided once, under the lock: never both."""
+        due = dispatch.due_at
+        if due is None or due <= self._clock.now():
             return True
-        while (left := (dispatch.due_at - self._clock.now()).total_seconds()) > 0:
-            if self._closed.is_set():
-                return False
-            self._clock.wait(left, self._closed)
-        return True
+        taken_back = threading.Event()
+        with self._lock:
+            self._held[dispatch.run_id] = (dispatch, taken_back)
+        since = self._clock.monotonic()
+        reached = False
+        try:
+            while not (taken_back.is_set() or self._closed.is_set()):
+                left = (due - self._clock.now()).total_seconds()
+                if left <= 0 or self._clock.monotonic() - since > MAX_HOLD_SECONDS:
+                    reached = True
+                    break
+                self._clock.wait(min(left, MAX_HOLD_SECONDS), taken_back)
+        finally:
+            with self._lock:
+                mine = self._held.pop(dispatch.run_id, None) is not None
+        return reached and mine

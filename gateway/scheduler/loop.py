@@ -120,6 +120,9 @@ class Scheduler:
         self._claim_ahead = timedelta(seconds=self.pacing.claim_ahead)
         self._take_ahead = timedelta(seconds=self.pacing.take_ahead)
         self._taken_by: datetime | None = None  # the last take took what was due by then
+        self._more_due = False  # the last take was full: there may be more due at once
+        self._passed_over: set[int] = set()  # left queued by this round's takes (waiting)
+        self._continuing = False  # the last run_once asked to be called again at once
         self.stopping = threading.Event()
         self.wake = threading.Event()
         self.active = False
@@ -229,18 +232,24 @@ class Scheduler:
 
     def run_once(self) -> bool:
         """Do one round: housekeeping, claim due slots, send due runs. True: call again."""
-        now = self.clock.now()
+        if not self._continuing:  # after a sleep, the runs left waiting are looked at again
+            self._passed_over.clear()
+        self._continuing = False
+        self._continuing = self._round_once(self.clock.now())
+        return self._continuing
+
+    def _round_once(self, now: datetime) -> bool:
         sent = self._send_due(now) if self.active else 0  # the due moment before housekeeping
         self._settle_unsent(now)
         self._housekeeping(now)
         if not self.active or not self._first_sync_ended():
-            return bool(sent)  # claims wait for what the apps declare now (a removed job)
+            return bool(sent or self._more_due)  # claims wait for what the apps declare now
         try:
             claimed = claims.claim_due_slots(now, ahead=self._claim_ahead)
             sent += self._send_due(now)
         finally:  # even if claiming fails every round: then alerts matter most
             self._judge_after_claims()
-        return bool(claimed or sent)
+        return bool(claimed or sent or self._more_due)
 
     def _judge_after_claims(self) -> None:
         """Start the judging round housekeeping asked for (see _evaluate_alerts_in_background);
@@ -265,6 +274,7 @@ class Scheduler:
     def _send_due(self, now: datetime) -> int:
         """Take the queued runs due by `now` and the take-ahead and hand them to the dispatcher
         (each call waits for its time); return how many."""
+        self._more_due = False
         if not self.dispatcher.ready:  # every sender process is restarting: leave them queued
             return 0
         answered = {sent.dispatch.run_id for sent in self.outcomes.pending()}
@@ -273,11 +283,16 @@ class Scheduler:
         taking = time.monotonic() < self._taking_until
         limit = TAKE_BATCH if taking else self.dispatcher.first_take
         due_by = now + self._take_ahead
-        sent = claims.take_due_runs(
+        taken = claims.take_due_batch(
             now, self.instance, self.settings.app_url, limit=limit, answered=answered,
-            due_by=due_by,
+            due_by=due_by, passed_over=self._passed_over,
         )  # fmt: skip
-        self._taken_by = due_by
+        sent = taken.dispatches
+        # A full batch may have more behind it (even if it sent nothing: all skipped, or
+        # waiting): take again at once, past those it left queued.
+        self._more_due = taken.full and len(self._passed_over) <= claims.PASS_OVER_AT_MOST
+        if not self._more_due:
+            self._taken_by = due_by
         if sent:
             self._taking_until = time.monotonic() + TAKING_SECONDS
         # Runs that could not be handed out go back to the queue at the next round; they do

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
 from dataclasses import replace
+from datetime import UTC
+from datetime import datetime
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -352,18 +354,22 @@ class SenderPool:
         # Its connection is not closed here: the loop's thread may be writing to it, and a
         # closed descriptor's number could be reused by the next process's pipe meanwhile.
         one.process.join(STOP_SECONDS)
+        now = datetime.now(UTC)  # it is dead: a run not due by now was never called
+        lost = 0
         with self._lock:
             mine = [f for f in self._flight.values() if f.owner is one]
             for flight in mine:
                 del self._flight[flight.dispatch.run_id]
-                # Acknowledged: its calls may have begun. Not: it never read them.
+                # Acknowledged and due: its call may have begun. Not: it never read it, or
+                # held it for its time (a sender never calls before, by the same clock).
                 read = flight.seq >= 0 and (one.untrusted or flight.seq < one.received)
-                (self._abandon if read else self._hand_back).append(flight.dispatch.run_id)
+                due = flight.dispatch.due_at is None or flight.dispatch.due_at <= now
+                lost += read and due
+                (self._abandon if read and due else self._hand_back).append(flight.dispatch.run_id)
             self._processes[one.index] = None
             self._idle.notify_all()
             if self._closing:
                 return
-        lost = sum(1 for f in mine if f.seq >= 0 and (one.untrusted or f.seq < one.received))
         logger.error(
             "sender process %d (pid %s) exited with code %s; of the calls it had, %d are "
             "abandoned (it may have made them) and %d go back to the queue; starting another",

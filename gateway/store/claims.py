@@ -106,10 +106,12 @@ def claim_due_slots(now: datetime, *, ahead: timedelta = timedelta(0), limit: in
     missed runs and advance `next_run_at`, in one transaction. Return how many jobs were
     handled (0: nothing due).
 
-    Claiming ahead takes the database work off the due moment: at the slot, the loop only
-    marks the queued runs dispatched and sends them. A slot claimed ahead is on time by
-    definition (it is planned at its own time); it is a queued run like any other, so a crash
-    before it is due loses nothing (another gateway, or this one restarted, sends it).
+    Claiming ahead takes the database work off the due moment: shortly before the slot, the
+    loop only marks the queued runs dispatched and hands them out (`take_due_runs`). A slot
+    claimed ahead is on time by definition (it is planned at its own time); it is a queued
+    run like any other, so a crash while it is queued loses nothing (another gateway, or this
+    one restarted, sends it). Once taken, in the last 0.25 s, it is *dispatched*, and a crash
+    of its gateway then abandons it like a call in flight.
     """
     due = (
         Job.enabled
@@ -219,6 +221,15 @@ def _row(job: Job, slot: datetime, status: str, now: datetime) -> dict[str, Any]
     }
 
 
+@dataclass(frozen=True)
+class Taken:
+    """What a take did: the runs to send, and whether it read as many as its limit (there
+    may be more due: take again at once)."""
+
+    dispatches: list[Dispatch]
+    full: bool
+
+
 def take_due_runs(
     now: datetime,
     gateway: str,
@@ -228,6 +239,27 @@ def take_due_runs(
     answered: Collection[int] = (),
     due_by: datetime | None = None,
 ) -> list[Dispatch]:
+    """Mark queued runs that are due *dispatched* by `gateway` and return them (see
+    `take_due_batch`)."""
+    return take_due_batch(
+        now, gateway, app_url, limit=limit, answered=answered, due_by=due_by
+    ).dispatches
+
+
+# Runs left queued by a take are passed over by the next takes of a round, up to this many.
+PASS_OVER_AT_MOST = 1000
+
+
+def take_due_batch(
+    now: datetime,
+    gateway: str,
+    app_url: str,
+    *,
+    limit: int = 200,
+    answered: Collection[int] = (),
+    due_by: datetime | None = None,
+    passed_over: set[int] | None = None,
+) -> Taken:
     """Mark queued runs that are due *dispatched* by `gateway` and return them to send.
 
     `due_by` (default `now`): also take the runs due by then, a little ahead, so that their
@@ -244,10 +276,16 @@ def take_due_runs(
     `answered`: ids of runs whose call has ended but whose outcome is not stored yet (this
     gateway's writer is behind, say after a database outage); they are not "going" for the
     overlap policy.
+
+    `passed_over`: runs to leave out, and to which the runs this take leaves queued (they
+    wait for another run of their job, or are not due yet) are added, so that the next take
+    of the round reads the runs after them instead of the same ones again.
     """
     due = (Run.status == "queued") & (Run.due_at <= (now if due_by is None else max(now, due_by)))
+    if passed_over and len(passed_over) <= PASS_OVER_AT_MOST:
+        due &= Run.id.not_in(list(passed_over))
     if not Run.select(Run.id).where(due).exists():  # (an idle wake takes no lock)
-        return []
+        return Taken([], full=False)
     with write_transaction():
         query = (
             Run.select(*_TAKEN_RUN, *_TAKEN_JOB)
@@ -260,7 +298,7 @@ def take_due_runs(
             query = query.for_update(_ROW_LOCK, of=Run, skip_locked=True)  # type: ignore[arg-type]
         batch = list(query)
         if not batch:
-            return []
+            return Taken([], full=False)
         job_ids = {run.job_id for run in batch}
         active = _active_runs(job_ids, answered)
         newest = _newest_queued_slots(job_ids, now)
@@ -274,7 +312,9 @@ def take_due_runs(
             Run.update(status="dispatched", dispatched_at=now, gateway=gateway).where(
                 in_list(Run.id, list(sent)) & (Run.status == "queued")
             ).execute()
-    return list(sent.values())
+    if passed_over is not None:
+        passed_over.update(run.id for run in batch if run.status == "queued")
+    return Taken(list(sent.values()), full=len(batch) >= limit)
 
 
 # What taking a run reads of it and its job (`_dispatch_one`, the misfire and overlap
