@@ -25,6 +25,7 @@ import pytest
 from gateway.scheduler.caller import Caller
 from gateway.scheduler.caller import CallRequest
 from gateway.scheduler.caller import Outcome
+from gateway.scheduler.caller import _Decoder
 from gateway.scheduler.caller import cron_headers
 from gateway.scheduler.policy import RetryPolicy
 from gateway.scheduler.retry import decide_retry
@@ -597,3 +598,10 @@ def test_when_the_server_dropped_every_idle_connection_the_next_call_opens_a_new
     outcome = caller.call(request(server))
     assert (outcome.status, outcome.http_status) == ("success", 200)
     assert [sent.connection for sent in server.requests] == [4]
+
+
+def test_bytes_after_the_last_gzip_member_are_ignored_however_the_reads_fall() -> None:
+    decoder = _Decoder("gzip")
+    body = gzip.compress(b'{"status": "success"}')
+    assert decoder.decode(body + b"\0", 1 << 20) == b'{"status": "success"}'  # one byte more
+    assert decoder.decode(b"\0" * 63, 1 << 20) == b""  # the rest of the padding, next read

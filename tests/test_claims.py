@@ -294,10 +294,10 @@ def test_a_full_batch_of_waiting_runs_is_passed_over_by_the_next_take(
     claims.take_due_runs(clock.now(), "gw", APP)  # busy has a run going (forbid)
     waiting = [enqueue(busy, "manual", clock.now()).id for _ in range(2)]
     behind = enqueue(free, "manual", clock.now())
-    passed: set[int] = set()
-    first = claims.take_due_batch(clock.now(), "gw", APP, limit=2, passed_over=passed)
-    assert (first.dispatches, first.full, passed) == ([], True, set(waiting))  # take again
-    second = claims.take_due_batch(clock.now(), "gw", APP, limit=2, passed_over=passed)
+    first = claims.take_due_batch(clock.now(), "gw", APP, limit=2)
+    assert (first.dispatches, first.full) == ([], True)  # take again, after the last it read
+    assert first.last == (clock.now(), waiting[-1])
+    second = claims.take_due_batch(clock.now(), "gw", APP, limit=2, after=first.last)
     assert ([d.run_id for d in second.dispatches], second.full) == ([behind.id], False)
     assert [Run.get_by_id(i).status for i in waiting] == ["queued", "queued"]
 

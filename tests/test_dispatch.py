@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC
 from datetime import datetime
@@ -97,6 +98,13 @@ def test_a_call_that_raises_does_not_stop_the_others() -> None:
     dispatcher.close()
 
 
+def until(check: Callable[[], object], what: str, seconds: float = 5) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
 def test_a_run_handed_over_before_its_time_is_called_at_its_time_not_before() -> None:
     called: dict[int, datetime] = {}
 
@@ -121,13 +129,13 @@ def test_a_run_handed_over_before_its_time_is_called_at_its_time_not_before() ->
 def test_a_run_waiting_for_its_time_is_handed_back_at_shutdown_and_never_called() -> None:
     called: list[int] = []
     dispatcher = Dispatcher(lambda d: called.append(d.run_id), workers=2, per_host=2)
-    held = replace(dispatch(1, "a"), due_at=datetime.now(UTC) + timedelta(seconds=0.3))
+    held = replace(dispatch(1, "a"), due_at=datetime.now(UTC) + timedelta(seconds=0.6))
     try:
         dispatcher.submit(held)
-        time.sleep(0.1)
+        until(lambda: dispatcher._held, "the run to wait for its time")
         assert dispatcher.take_waiting() == [held]  # given back: the next gateway sends it
         assert dispatcher.drain(5) and dispatcher.in_flight == 0
-        time.sleep(0.4)  # past its time
+        time.sleep(0.8)  # past its time
         assert called == []
     finally:
         dispatcher.close()
@@ -136,11 +144,11 @@ def test_a_run_waiting_for_its_time_is_handed_back_at_shutdown_and_never_called(
 def test_a_run_still_waiting_for_its_time_is_not_called_once_closed() -> None:
     called: list[int] = []
     dispatcher = Dispatcher(lambda d: called.append(d.run_id), workers=2, per_host=2)
-    dispatcher.submit(replace(dispatch(1, "a"), due_at=datetime.now(UTC) + timedelta(seconds=0.2)))
-    time.sleep(0.05)
-    dispatcher.close()
-    time.sleep(0.4)  # past its time
-    assert called == [] and dispatcher.in_flight == 0
+    dispatcher.submit(replace(dispatch(1, "a"), due_at=datetime.now(UTC) + timedelta(seconds=30)))
+    until(lambda: dispatcher._held, "the run to wait for its time")
+    dispatcher.close()  # wakes it: it ends at once, without its call
+    until(lambda: dispatcher.in_flight == 0, "the waiting thread to end", seconds=2)
+    assert called == []
 
 
 class SteppedBack:

@@ -163,6 +163,15 @@ def test_a_full_batch_of_waiting_runs_does_not_hold_up_the_runs_behind_it(
     assert [Run.get_by_id(r.id).status for r in waiting] == ["queued", "queued"]
 
 
+def test_a_gateway_that_turns_standby_after_a_full_take_does_not_spin(
+    scheduler: Scheduler, clock: FakeClock
+) -> None:
+    scheduler._more_due = True  # its last take was full …
+    scheduler.active = False  # … and then the lease went to another gateway
+    scheduler._next_housekeeping = float("inf")  # (this round keeps it standby)
+    assert not scheduler.run_once()
+
+
 def test_at_shutdown_a_slot_claimed_ahead_is_given_back(
     scheduler: Scheduler, clock: FakeClock
 ) -> None:

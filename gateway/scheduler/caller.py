@@ -294,6 +294,7 @@ class _Stage:
     name: str
     decompressor: zlib._Decompress | None = None
     ended: bool = False  # trailing bytes that are not gzip: the rest is ignored
+    later_member: bool = False  # past the first gzip member (an error there is not fatal)
 
     def decode(self, data: bytes, most: int) -> bytes:
         if self.ended:
@@ -301,7 +302,13 @@ class _Stage:
         if self.decompressor is None:
             self.decompressor = _decompressor(self.name, data)
         # What was held back last time (more than `most` would have come out) goes first.
-        out = self.decompressor.decompress(self.decompressor.unconsumed_tail + data, most)
+        try:
+            out = self.decompressor.decompress(self.decompressor.unconsumed_tail + data, most)
+        except zlib.error:
+            if not self.later_member:
+                raise  # the body itself cannot be decoded
+            self.ended = True  # what follows the first member is not gzip after all
+            return b""
         # A gzip body may be several members one after the other: each is decoded in turn.
         # What follows the last one and is not gzip (zero padding) is ignored, as urllib3 does.
         while (
@@ -312,6 +319,7 @@ class _Stage:
         ):
             rest = self.decompressor.unused_data
             self.decompressor = _decompressor(self.name, rest)
+            self.later_member = True
             try:
                 out += self.decompressor.decompress(rest, most - len(out))
             except zlib.error:

@@ -79,11 +79,7 @@ class Dispatcher:
         self._pool.submit(self._run, host, dispatch)
 
     def _run(self, host: str, dispatch: Dispatch) -> None:
-        try:
-            due = self._wait_for(dispatch)
-        except Exception:  # a clock that fails: called now rather than left without an end
-            logger.exception("waiting for the time of run %s failed", dispatch.execution_id)
-            due = True
+        due = self._wait_for(dispatch)
         with self._lock:
             self._unstarted -= 1
         try:
@@ -148,23 +144,29 @@ class Dispatcher:
     def _wait_for(self, dispatch: Dispatch) -> bool:
         """Wait until the run's time (at most MAX_HOLD_SECONDS); return False if it was taken
         back (take_waiting) or the dispatcher closed first. Whether it is called or handed
-        back is decided once, under the lock: never both."""
+        back is decided once, under the lock: never both. Never raises: a clock that fails
+        has the run called now rather than left without an end."""
         due = dispatch.due_at
-        if due is None or due <= self._clock.now():
-            return True
         taken_back = threading.Event()
-        with self._lock:
-            self._held[dispatch.run_id] = (dispatch, taken_back)
-        since = self._clock.monotonic()
-        reached = False
+        reached, held = True, False
         try:
+            if due is None or due <= self._clock.now():
+                return True
+            since = self._clock.monotonic()
+            with self._lock:
+                self._held[dispatch.run_id] = (dispatch, taken_back)
+            reached, held = False, True
             while not (taken_back.is_set() or self._closed.is_set()):
                 left = (due - self._clock.now()).total_seconds()
                 if left <= 0 or self._clock.monotonic() - since > MAX_HOLD_SECONDS:
                     reached = True
                     break
                 self._clock.wait(min(left, MAX_HOLD_SECONDS), taken_back)
-        finally:
-            with self._lock:
-                mine = self._held.pop(dispatch.run_id, None) is not None
+        except Exception:
+            logger.exception("waiting for the time of run %s failed", dispatch.execution_id)
+            reached = not self._closed.is_set()
+        if not held:
+            return reached
+        with self._lock:  # still held: this thread's to call; gone: handed back or closed
+            mine = self._held.pop(dispatch.run_id, None) is not None
         return reached and mine

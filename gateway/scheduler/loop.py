@@ -121,7 +121,9 @@ class Scheduler:
         self._take_ahead = timedelta(seconds=self.pacing.take_ahead)
         self._taken_by: datetime | None = None  # the last take took what was due by then
         self._more_due = False  # the last take was full: there may be more due at once
-        self._passed_over: set[int] = set()  # left queued by this round's takes (waiting)
+        # Where this streak of rounds (no sleep between) has read the due runs to: its takes
+        # read on from there, past runs left waiting; after a sleep, from the start again.
+        self._after: tuple[datetime, int] | None = None
         self._continuing = False  # the last run_once asked to be called again at once
         self.stopping = threading.Event()
         self.wake = threading.Event()
@@ -232,8 +234,9 @@ class Scheduler:
 
     def run_once(self) -> bool:
         """Do one round: housekeeping, claim due slots, send due runs. True: call again."""
-        if not self._continuing:  # after a sleep, the runs left waiting are looked at again
-            self._passed_over.clear()
+        if not self._continuing:  # after a sleep the runs left waiting are looked at again
+            self._after = None
+        self._more_due = False  # set again only by a full take of this round
         self._continuing = False
         self._continuing = self._round_once(self.clock.now())
         return self._continuing
@@ -274,8 +277,8 @@ class Scheduler:
     def _send_due(self, now: datetime) -> int:
         """Take the queued runs due by `now` and the take-ahead and hand them to the dispatcher
         (each call waits for its time); return how many."""
-        self._more_due = False
         if not self.dispatcher.ready:  # every sender process is restarting: leave them queued
+            self._more_due = False
             return 0
         answered = {sent.dispatch.run_id for sent in self.outcomes.pending()}
         # With sender processes a burst's first batch is small: its calls leave while the
@@ -285,19 +288,22 @@ class Scheduler:
         due_by = now + self._take_ahead
         taken = claims.take_due_batch(
             now, self.instance, self.settings.app_url, limit=limit, answered=answered,
-            due_by=due_by, passed_over=self._passed_over,
+            due_by=due_by, after=self._after,
         )  # fmt: skip
         sent = taken.dispatches
-        # A full batch may have more behind it (even if it sent nothing: all skipped, or
-        # waiting): take again at once, past those it left queued.
-        self._more_due = taken.full and len(self._passed_over) <= claims.PASS_OVER_AT_MOST
-        if not self._more_due:
-            self._taken_by = due_by
         if sent:
             self._taking_until = time.monotonic() + TAKING_SECONDS
         # Runs that could not be handed out go back to the queue at the next round; they do
         # not count, or the loop would take them again and again at once.
-        return self.dispatcher.submit_all(sent)
+        written = self.dispatcher.submit_all(sent)
+        # A full batch may have more behind it (even if it sent nothing: all skipped, or
+        # waiting): take again at once, after the last run it read.
+        self._more_due = taken.full and written == len(sent)
+        if taken.last is not None and written == len(sent):
+            self._after = taken.last
+        if not self._more_due:
+            self._taken_by = due_by
+        return written
 
     @property
     def starting(self) -> bool:

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 from gateway.config import Settings
 from gateway.scheduler import sender_process
+from gateway.scheduler.dispatch import MAX_HOLD_SECONDS
 from gateway.scheduler.sending import Sent
 from gateway.store.claims import Dispatch
 
@@ -80,6 +81,7 @@ class _Flight:
     dispatch: Dispatch
     owner: _Process
     seq: int = -1  # its place among the dispatches written to `owner`; -1: not written yet
+    written_at: float = 0.0  # time.monotonic() when it was written
 
 
 def share(total: int, index: int, processes: int) -> int:
@@ -353,8 +355,11 @@ class SenderPool:
     def _ended(self, one: _Process) -> None:
         # Its connection is not closed here: the loop's thread may be writing to it, and a
         # closed descriptor's number could be reused by the next process's pipe meanwhile.
+        # It is dead (its pipe ended): a run not due by now, written less than MAX_HOLD_SECONDS
+        # ago (after that a sender calls it anyway: the wall clock was stepped back), was
+        # never called.
+        now, tick = datetime.now(UTC), time.monotonic()
         one.process.join(STOP_SECONDS)
-        now = datetime.now(UTC)  # it is dead: a run not due by now was never called
         lost = 0
         with self._lock:
             mine = [f for f in self._flight.values() if f.owner is one]
@@ -363,7 +368,8 @@ class SenderPool:
                 # Acknowledged and due: its call may have begun. Not: it never read it, or
                 # held it for its time (a sender never calls before, by the same clock).
                 read = flight.seq >= 0 and (one.untrusted or flight.seq < one.received)
-                due = flight.dispatch.due_at is None or flight.dispatch.due_at <= now
+                held = tick - flight.written_at < MAX_HOLD_SECONDS
+                due = flight.dispatch.due_at is None or flight.dispatch.due_at <= now or not held
                 lost += read and due
                 (self._abandon if read and due else self._hand_back).append(flight.dispatch.run_id)
             self._processes[one.index] = None
@@ -401,10 +407,10 @@ class SenderPool:
         once) and given back if it is not: only this thread writes, so the places of the
         batches written stay the ones the process counts in its acknowledgements."""
         with self._lock:
-            first = one.handed
+            first, at = one.handed, time.monotonic()
             for place, dispatch in enumerate(batch):
                 if dispatch.run_id in self._flight:  # not settled by the death path already
-                    self._flight[dispatch.run_id] = _Flight(dispatch, one, first + place)
+                    self._flight[dispatch.run_id] = _Flight(dispatch, one, first + place, at)
             one.handed += len(batch)
         try:
             written = self._send(one, ("send", batch))

@@ -223,11 +223,12 @@ def _row(job: Job, slot: datetime, status: str, now: datetime) -> dict[str, Any]
 
 @dataclass(frozen=True)
 class Taken:
-    """What a take did: the runs to send, and whether it read as many as its limit (there
-    may be more due: take again at once)."""
+    """What a take did: the runs to send; whether it read as many as its limit (there may be
+    more due: take again at once, `after=last`); the (due_at, id) of the last run it read."""
 
     dispatches: list[Dispatch]
     full: bool
+    last: tuple[datetime, int] | None = None
 
 
 def take_due_runs(
@@ -246,10 +247,6 @@ def take_due_runs(
     ).dispatches
 
 
-# Runs left queued by a take are passed over by the next takes of a round, up to this many.
-PASS_OVER_AT_MOST = 1000
-
-
 def take_due_batch(
     now: datetime,
     gateway: str,
@@ -258,7 +255,7 @@ def take_due_batch(
     limit: int = 200,
     answered: Collection[int] = (),
     due_by: datetime | None = None,
-    passed_over: set[int] | None = None,
+    after: tuple[datetime, int] | None = None,
 ) -> Taken:
     """Mark queued runs that are due *dispatched* by `gateway` and return them to send.
 
@@ -277,13 +274,13 @@ def take_due_batch(
     gateway's writer is behind, say after a database outage); they are not "going" for the
     overlap policy.
 
-    `passed_over`: runs to leave out, and to which the runs this take leaves queued (they
-    wait for another run of their job, or are not due yet) are added, so that the next take
-    of the round reads the runs after them instead of the same ones again.
+    `after`: read only the runs after this (due_at, id), the `last` of a full take before:
+    the runs that take left queued (waiting for another run of their job, or not due yet)
+    are not read again and again while the runs behind them wait.
     """
     due = (Run.status == "queued") & (Run.due_at <= (now if due_by is None else max(now, due_by)))
-    if passed_over and len(passed_over) <= PASS_OVER_AT_MOST:
-        due &= Run.id.not_in(list(passed_over))
+    if after is not None:
+        due &= (Run.due_at > after[0]) | ((Run.due_at == after[0]) & (Run.id > after[1]))
     if not Run.select(Run.id).where(due).exists():  # (an idle wake takes no lock)
         return Taken([], full=False)
     with write_transaction():
@@ -312,9 +309,8 @@ def take_due_batch(
             Run.update(status="dispatched", dispatched_at=now, gateway=gateway).where(
                 in_list(Run.id, list(sent)) & (Run.status == "queued")
             ).execute()
-    if passed_over is not None:
-        passed_over.update(run.id for run in batch if run.status == "queued")
-    return Taken(list(sent.values()), full=len(batch) >= limit)
+    last = batch[-1]
+    return Taken(list(sent.values()), full=len(batch) >= limit, last=(last.due_at, last.id))
 
 
 # What taking a run reads of it and its job (`_dispatch_one`, the misfire and overlap
