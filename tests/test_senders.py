@@ -81,9 +81,11 @@ class Outcomes:
             return list(self.sent)
 
 
-def pool_of(processes: int, outcomes: Outcomes, per_host: int = 16) -> SenderPool:
+def pool_of(processes: int, outcomes: Outcomes, per_host: int = 16, **timing: float) -> SenderPool:
     settings = Settings(allowed_targets=("127.0.0.1",), signing_secret="s" * 32)
-    return SenderPool(settings, TOKEN, outcomes, processes=processes, workers=8, per_host=per_host)
+    return SenderPool(
+        settings, TOKEN, outcomes, processes=processes, workers=8, per_host=per_host, **timing
+    )
 
 
 Start = Callable[..., tuple[SenderPool, Outcomes]]
@@ -95,9 +97,9 @@ def start(target: tuple[Target, str]) -> Iterator[Start]:
     and close them all."""
     started: list[SenderPool] = []
 
-    def make(processes: int, per_host: int = 16) -> tuple[SenderPool, Outcomes]:
+    def make(processes: int, per_host: int = 16, **timing: float) -> tuple[SenderPool, Outcomes]:
         outcomes = Outcomes()
-        started.append(pool_of(processes, outcomes, per_host))
+        started.append(pool_of(processes, outcomes, per_host, **timing))
         # A process is given runs once it has written (its imports done).
         _wait(lambda: all(p is not None and p.heard for p in started[-1]._processes), "hellos")
         return started[-1], outcomes
@@ -181,15 +183,15 @@ def test_runs_a_dead_process_never_read_go_back_to_the_queue(
 
 
 def test_a_frozen_process_is_killed_its_runs_settled_and_another_started(
-    target: tuple[Target, str], monkeypatch: pytest.MonkeyPatch, start: Start
+    target: tuple[Target, str], start: Start
 ) -> None:
     seen, url = target
-    monkeypatch.setattr(senders, "SILENT_SECONDS", 5.0)  # it reports every second
-    pool, outcomes = start(1, per_host=1)
+    # It reports every 0.25 s and may be silent 1.5 s (1 s and 10 s in the gateway).
+    pool, outcomes = start(1, per_host=1, beat_seconds=0.25, silent_seconds=1.5)
     [pid] = pool.pids
     pool.submit_all([dispatch(n, url, f"slow{n}") for n in (1, 2)])  # 2 waits behind 1
     _wait(lambda: len(seen.seen) == 1, "the first call to reach the endpoint")
-    time.sleep(6.0)  # a call longer than the silence allowed: still alive, it says so
+    time.sleep(2.0)  # a call longer than the silence allowed: still alive, it says so
     assert pool.pids == [pid] and pool.in_flight == 2
     os.kill(pid, signal.SIGSTOP)  # frozen: alive, but reading and writing nothing
     pool.submit_all([dispatch(n, url, f"slow{n}") for n in (3, 4)])  # stays in the pipe

@@ -44,7 +44,14 @@ BEAT_SECONDS = 1.0
 Result = tuple[int, Outcome, int]
 
 
-def main(conn: Connection, settings: Settings, token: str, workers: int, per_host: int) -> None:
+def main(
+    conn: Connection,
+    settings: Settings,
+    token: str,
+    workers: int,
+    per_host: int,
+    beat_seconds: float = BEAT_SECONDS,
+) -> None:
     """The sender process's entry point (multiprocessing, spawn).
 
     It ignores SIGINT and SIGTERM: Ctrl-C reaches the whole process group, and a service
@@ -57,13 +64,17 @@ def main(conn: Connection, settings: Settings, token: str, workers: int, per_hos
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     setup_logging()
     caller = Caller(outbound.pools_for(settings))
-    _Child(conn, Sender(settings, token, caller, SYSTEM_CLOCK), workers, per_host).serve()
+    sender = Sender(settings, token, caller, SYSTEM_CLOCK)
+    _Child(conn, sender, workers, per_host, beat_seconds).serve()
     caller.close()
 
 
 class _Child:
-    def __init__(self, conn: Connection, sender: Sender, workers: int, per_host: int) -> None:
+    def __init__(
+        self, conn: Connection, sender: Sender, workers: int, per_host: int, beat: float
+    ) -> None:
         self._conn = conn
+        self._beat = beat
         self._sender = sender
         self._writing = threading.Lock()  # the reporter and the main thread both write
         self._changed = threading.Condition()
@@ -126,7 +137,7 @@ class _Child:
         reported = (0, 0)
         while True:
             with self._changed:
-                beat = time.monotonic() + BEAT_SECONDS
+                beat = time.monotonic() + self._beat
                 while not self._done and self._state() == reported and not self._closed:
                     left = beat - time.monotonic()
                     if left <= 0:

@@ -120,7 +120,11 @@ class SenderPool:
         processes: int,
         workers: int,
         per_host: int,
+        beat_seconds: float = sender_process.BEAT_SECONDS,
+        silent_seconds: float = SILENT_SECONDS,
     ) -> None:
+        """`beat_seconds`: how often a process reports at least; `silent_seconds`: how long
+        a silent one lives (both shorter in tests)."""
         if processes > min(workers, per_host):  # each gets at least one of both
             raise ValueError(
                 f"{processes} senders need at least as many workers and calls per host"
@@ -130,6 +134,8 @@ class SenderPool:
         self._on_sent = on_sent
         self._workers = workers
         self._per_host = per_host
+        self._beat = beat_seconds
+        self._silent = silent_seconds
         self._context = multiprocessing.get_context("spawn")  # no fork of a threaded process
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -268,6 +274,7 @@ class SenderPool:
                 self._token,
                 share(self._workers, index, count),
                 share(self._per_host, index, count),
+                self._beat,
             ),
             name=f"sender-{index}",
             daemon=True,  # ended with the gateway
@@ -330,7 +337,7 @@ class SenderPool:
         SILENT_SECONDS): stopped, frozen mid-message, or a thread holding its GIL. Its runs
         settle as it ends, and a write of the loop blocked on its full pipe then fails."""
         while True:
-            time.sleep(_WATCH_SECONDS)
+            time.sleep(min(_WATCH_SECONDS, self._silent / 4))
             with self._lock:
                 if self._closing:
                     return
@@ -338,7 +345,7 @@ class SenderPool:
             now = time.monotonic()
             for one in live:
                 since = one.started if one.heard is None else one.heard
-                allowed = FIRST_MESSAGE_SECONDS if one.heard is None else SILENT_SECONDS
+                allowed = FIRST_MESSAGE_SECONDS if one.heard is None else self._silent
                 if now - since > allowed:
                     one.killed = True
                     logger.error(
