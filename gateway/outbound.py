@@ -10,11 +10,8 @@ forms) is refused unless the host is listed by name or pattern, not only by ``*`
 from __future__ import annotations
 
 import functools
-import http.client
 import ipaddress
-import select
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import certifi
+import pycurl
 
 from gateway.config import Settings
 from gateway.jobspec import host_allowed
@@ -43,6 +41,7 @@ def system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_host(host: str) -> str:
     """Return `host` lowercased without brackets or a final dot; any IP in its canonical form.
 
@@ -54,6 +53,7 @@ def normalize_host(host: str) -> str:
     return str(address) if address is not None else host
 
 
+@functools.lru_cache(maxsize=4096)
 def ip_of(host: str) -> IPAddress | None:
     """Return the address `host` spells, in any form inet_aton accepts, or None for a name."""
     try:
@@ -156,186 +156,124 @@ def _normalize_target(target: str) -> str:
     return target if target.startswith("*") else normalize_host(target)
 
 
-IDLE_SECONDS = 60.0  # an idle connection older than this is closed (servers drop theirs)
-MAX_IDLE = 256  # idle connections kept in all, whatever the number of hosts
-_PRUNE_SECONDS = 10.0  # how often idle connections past IDLE_SECONDS are looked for
-
-Key = tuple[str, str, int]
+IDLE_SECONDS = 60  # a kept-alive connection idle longer than this is not used again
+MAX_CONNECTIONS = 8  # kept alive per calling thread, whatever the number of hosts
+RESOLVE_SECONDS = 30.0  # a host's checked addresses are resolved and checked again after this
 
 
 class Pools:
-    """Kept-alive `http.client` connections, up to `maxsize` idle per (scheme, host, port)
-    and MAX_IDLE (at least `maxsize`) in all, none idle longer than IDLE_SECONDS;
-    thread-safe. With a Guard, every new connection checks its host and resolved addresses.
+    """The calls' connections, kept alive by libcurl: one handle per calling thread (a thread
+    makes one call at a time), each keeping up to MAX_CONNECTIONS connections, none reused
+    after IDLE_SECONDS idle or once its server has closed it. Thread-safe.
 
-    The standard library rather than urllib3 on this path: a call through the Caller costs
-    about 40% less CPU (bench/client_cpu.py), and CPU is what bounds a burst of thousands of
-    calls. What urllib3 added that the gateway used (a bounded pool, dropping idle
-    connections the server closed, certificate checks against certifi, no proxies from the
-    environment) is the few lines here.
+    With a Guard, a host is checked by name before every call, and its addresses are resolved
+    through the Guard (every one checked) at most RESOLVE_SECONDS before they are connected
+    to; libcurl is handed exactly those (CURLOPT_RESOLVE), and every socket it opens is
+    checked once more against them, so DNS rebinding between check and connect gains nothing.
     """
-
-    def __init__(self, maxsize: int = 32, guard: Guard | None = None) -> None:
-        self.maxsize = maxsize
-        self.max_idle = max(maxsize, MAX_IDLE)
-        self.guard = guard
-        # By key, oldest first: (when it was put back, by time.monotonic(); the connection).
-        self._idle: dict[Key, list[tuple[float, http.client.HTTPConnection]]] = {}
-        self._count = 0
-        self._pruned = time.monotonic()
-        self._lock = threading.Lock()
-
-    @functools.cached_property
-    def tls(self) -> ssl.SSLContext:
-        """The TLS settings of every HTTPS connection (made when first needed: loading the
-        CA bundle takes a few ms and about a MB)."""
-        return ssl.create_default_context(cafile=certifi.where())
-
-    def connection(
-        self, scheme: str, host: str, port: int, timeout: float, *, fresh: bool = False
-    ) -> http.client.HTTPConnection:
-        """Return a kept-alive connection to scheme://host:port that the server has not
-        closed meanwhile, or (none, or `fresh`) a new one, not yet connected: `connect()` it.
-        `timeout` is for its connect and each read."""
-        connection = None if fresh else self._idle_one((scheme, host, port))
-        if connection is None:
-            connection = self._new(scheme, host, port)
-        connection.timeout = timeout
-        if connection.sock is not None:
-            connection.sock.settimeout(timeout)
-        return connection
-
-    def _idle_one(self, key: Key) -> http.client.HTTPConnection | None:
-        """Pop the most recently used idle connection that is not too old and whose server
-        has not closed it (an idle connection is readable only if it was: end of file, or
-        bytes no request asked for)."""
-        while True:
-            with self._lock:
-                idle = self._idle.get(key)
-                if not idle:
-                    return None
-                since, connection = idle.pop()
-                self._count -= 1
-            if time.monotonic() - since <= IDLE_SECONDS and not _readable(connection):
-                return connection
-            connection.close()
-
-    def put_back(self, connection: http.client.HTTPConnection) -> None:
-        """Keep `connection` for the next call to its host (closed if enough are kept)."""
-        closing = [connection]
-        if connection.sock is not None:
-            key = (_scheme_of(connection), connection.host, connection.port)
-            now = time.monotonic()
-            with self._lock:
-                idle = self._idle.setdefault(key, [])
-                if len(idle) < self.maxsize:
-                    idle.append((now, connection))
-                    self._count += 1
-                    closing = self._evict(now)
-        for one in closing:
-            one.close()
-
-    def _evict(self, now: float) -> list[http.client.HTTPConnection]:
-        """Take out (under the lock) the connections idle too long, now and then, and the
-        oldest beyond max_idle; return them, to close."""
-        out: list[http.client.HTTPConnection] = []
-        if now - self._pruned >= _PRUNE_SECONDS:
-            self._pruned = now
-            for key, idle in list(self._idle.items()):
-                out += [c for since, c in idle if now - since > IDLE_SECONDS]
-                idle[:] = [(since, c) for since, c in idle if now - since <= IDLE_SECONDS]
-                if not idle:
-                    del self._idle[key]
-            self._count -= len(out)
-        while self._count > self.max_idle:
-            oldest = min(
-                (k for k in self._idle if self._idle[k]), key=lambda k: self._idle[k][0][0]
-            )
-            out.append(self._idle[oldest].pop(0)[1])
-            self._count -= 1
-        return out
-
-    def clear(self) -> None:
-        """Close every kept-alive connection."""
-        with self._lock:
-            idle, self._idle, self._count = self._idle, {}, 0
-        for connections in idle.values():
-            for _, connection in connections:
-                connection.close()
-
-    def _new(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection:
-        if scheme == "https":
-            return _GuardedHTTPSConnection(host, port, context=self.tls, guard=self.guard)
-        if scheme == "http":
-            return _GuardedHTTPConnection(host, port, guard=self.guard)
-        raise ValueError(f"scheme {scheme!r} is not http or https")
-
-
-class _GuardedHTTPConnection(http.client.HTTPConnection):
-    """A connection that asks its Guard (if any) before connecting, and connects only to the
-    addresses it checked (so DNS rebinding between check and connect gains nothing)."""
-
-    def __init__(self, host: str, port: int, *, guard: Guard | None, **kwargs: Any) -> None:
-        super().__init__(host, port, **kwargs)
-        self.guard = guard
-
-    def connect(self) -> None:
-        self.sock = self._open_socket()
-
-    def _open_socket(self) -> socket.socket:
-        if self.guard is None:
-            addresses = [self.host]  # create_connection resolves it and tries each address
-        else:
-            addresses = self.guard.addresses(self.host, self.port)
-        failure: OSError | None = None
-        for address in addresses:
-            try:
-                sock = socket.create_connection((address, self.port), self.timeout)
-            except TimeoutError:
-                raise
-            except OSError as e:  # refused or unreachable: try the next address
-                failure = e
-                continue
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return sock
-        assert failure is not None
-        raise failure
-
-
-class _GuardedHTTPSConnection(_GuardedHTTPConnection, http.client.HTTPSConnection):
-    """The same over TLS: the certificate is checked against certifi's bundle for the host's
-    name (not the address connected to)."""
 
     def __init__(
-        self, host: str, port: int, *, context: ssl.SSLContext, guard: Guard | None
+        self,
+        maxsize: int = 32,
+        guard: Guard | None = None,
+        *,
+        ca_file: str | None = None,
+        resolve_seconds: float = RESOLVE_SECONDS,
+        idle_seconds: int = IDLE_SECONDS,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
-        super().__init__(host, port, guard=guard, context=context)
-        self.tls = context
+        self.maxsize = maxsize
+        self.guard = guard
+        self.ca_file = ca_file or certifi.where()  # certifi's bundle, as requests uses
+        self.resolve_seconds = resolve_seconds
+        self.idle_seconds = idle_seconds
+        self.max_connections = max_connections
+        self._local = threading.local()
+        self._handles: list[pycurl.Curl] = []
+        self._checked: dict[tuple[str, int], tuple[float, tuple[str, ...]]] = {}
+        self._lock = threading.Lock()
 
-    def connect(self) -> None:
-        self.sock = self.tls.wrap_socket(self._open_socket(), server_hostname=self.host)
+    def handle(self) -> pycurl.Curl:
+        """Return this thread's handle, reset to these settings (its connections kept): no
+        proxy (from the environment or elsewhere), HTTP/1.1 only, certificates checked against
+        `ca_file`, no signals (libcurl's timeouts in threads)."""
+        handle: pycurl.Curl | None = getattr(self._local, "handle", None)
+        if handle is None:
+            handle = pycurl.Curl()
+            with self._lock:
+                self._handles.append(handle)
+            self._local.handle = handle
+        else:
+            handle.reset()
+        for option, value in (
+            (pycurl.PROXY, ""),
+            (pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS),
+            (pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1),
+            (pycurl.NOSIGNAL, 1),
+            (pycurl.CAINFO, self.ca_file),
+            (pycurl.MAXCONNECTS, self.max_connections),
+            (pycurl.MAXAGE_CONN, self.idle_seconds),
+        ):
+            handle.setopt(option, value)
+        return handle
+
+    def addresses(self, host: str, port: int) -> tuple[str, ...] | None:
+        """Return the addresses a call to host:port may connect to (None: any, no Guard).
+        Raises TargetRefusedError (see Guard.addresses) or socket.gaierror."""
+        if self.guard is None:
+            return None
+        self.guard.check_host(host)  # by name, on every call: a change of settings counts
+        key, now = (host, port), time.monotonic()
+        with self._lock:
+            checked = self._checked.get(key)
+        if checked is not None and now - checked[0] < self.resolve_seconds:
+            return checked[1]
+        found = tuple(self.guard.addresses(host, port))
+        with self._lock:
+            self._checked[key] = (now, found)
+        return found
+
+    def clear(self) -> None:
+        """Close every handle and the connections it keeps (at shutdown)."""
+        with self._lock:
+            handles, self._handles = self._handles, []
+            self._local = threading.local()
+        for handle in handles:
+            try:
+                handle.close()
+            except pycurl.error:  # a call still going on it: it is closed as that ends
+                pass
 
 
-def _readable(connection: http.client.HTTPConnection) -> bool:
-    """Return True if an idle connection has something to read: its server closed it."""
-    if connection.sock is None:
-        return True
-    poll = select.poll()  # not select(): descriptors above 1024
-    poll.register(connection.sock, select.POLLIN)
-    return bool(poll.poll(0))
+class SocketOpener:
+    """A call's CURLOPT_OPENSOCKETFUNCTION: a socket for an address among `addresses` (any, if
+    None), CURL_SOCKET_BAD for any other (the call then fails to connect). libcurl keeps a
+    duplicate of each socket; `close()` closes ours once the call is over."""
+
+    def __init__(self, addresses: tuple[str, ...] | None) -> None:
+        self.addresses = addresses
+        self.opened: list[socket.socket] = []
+
+    def __call__(self, purpose: int, address: tuple[int, int, int, tuple[Any, ...]]) -> Any:
+        family, kind, protocol, where = address
+        if self.addresses is not None and str(where[0]) not in self.addresses:
+            return pycurl.SOCKET_BAD
+        self.opened.append(socket.socket(family, kind, protocol))
+        return self.opened[-1]
+
+    def close(self) -> None:
+        for opened in self.opened:
+            opened.close()
 
 
-def _scheme_of(connection: http.client.HTTPConnection) -> str:
-    return "https" if isinstance(connection, http.client.HTTPSConnection) else "http"
+def guarded_pools(guard: Guard, maxsize: int = 32, *, ca_file: str | None = None) -> Pools:
+    """Return Pools whose connections go only where the Guard allows (`ca_file`: the
+    certificates trusted instead of certifi's, in tests).
 
-
-def guarded_pools(guard: Guard, maxsize: int = 32) -> Pools:
-    """Return Pools whose new connections go only where the Guard allows.
-
-    It never goes through a proxy from the environment: a proxy would resolve the host where
-    we cannot check it.
+    The calls never go through a proxy from the environment (the Caller sees to it): a proxy
+    would resolve the host where we cannot check it.
     """
-    return Pools(maxsize, guard)
+    return Pools(maxsize, guard, ca_file=ca_file)
 
 
 def plain_pools(maxsize: int = 32) -> Pools:
@@ -352,6 +290,5 @@ def guard_for(settings: Settings, resolver: Resolver = system_resolver) -> Guard
 
 
 def pools_for(settings: Settings) -> Pools:
-    """Return the guarded Pools the gateway calls through: a kept-alive connection per call
-    thread and host."""
+    """Return the guarded Pools the gateway calls through."""
     return guarded_pools(guard_for(settings), maxsize=settings.gateway_workers)

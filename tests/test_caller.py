@@ -7,12 +7,12 @@ import dataclasses
 import gzip
 import json
 import random
-import socket
 import threading
 import time
 import zlib
 from collections.abc import Callable
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 import pytest
 
+from gateway import outbound
 from gateway.scheduler.caller import Caller
 from gateway.scheduler.caller import CallRequest
 from gateway.scheduler.caller import Outcome
@@ -391,13 +392,13 @@ def test_a_refused_connection_names_the_target_and_is_not_sent_again(
     caller: Caller, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     connects: list[Any] = []
-    real_connect = socket.socket.connect
+    real_open = outbound.SocketOpener.__call__
 
-    def connect(sock: socket.socket, address: Any) -> None:  # a spy: the real connect runs
-        connects.append(address)
-        real_connect(sock, address)
+    def opened(opener: outbound.SocketOpener, purpose: int, address: Any) -> Any:  # a spy
+        connects.append(address[3])
+        return real_open(opener, purpose, address)
 
-    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(outbound.SocketOpener, "__call__", opened)
     with refusing_port() as port:
         outcome = caller.call(CallRequest("POST", f"http://127.0.0.1:{port}/", timeout_s=2.0))
     assert (outcome.status, outcome.kind, outcome.http_status) == (
@@ -580,24 +581,25 @@ def test_a_kept_alive_connection_closed_under_the_request_is_sent_once_more(
     assert [sent.connection for sent in server.requests] == [1, 1, 2]
 
 
-def test_when_the_server_dropped_every_idle_connection_the_next_call_opens_a_new_one(
+def test_when_the_server_dropped_every_idle_connection_each_thread_opens_a_new_one(
     server: ScriptedServer, caller: Caller
 ) -> None:
-    # Three kept-alive connections, idle past the server's keep-alive (gunicorn's is 2 s):
-    # neither the call nor its one resend may land on another dead one.
-    idle = [caller.pools.connection("http", "127.0.0.1", server.port, 5.0) for _ in range(3)]
-    for connection in idle:
-        connection.connect()
-    for connection in idle:
-        caller.pools.put_back(connection)
-    deadline = time.monotonic() + 5
-    while server.connections < 3 and time.monotonic() < deadline:  # accepted, so dropped
-        time.sleep(0.01)
-    server.reset_idle()
-    server.add(payload=contract())
-    outcome = caller.call(request(server))
-    assert (outcome.status, outcome.http_status) == ("success", 200)
-    assert [sent.connection for sent in server.requests] == [4]
+    # Three call threads, each with its kept-alive connection, idle past the server's
+    # keep-alive (gunicorn's is 2 s): none of their next calls may fail on a dead one.
+    together = threading.Barrier(3)
+
+    def call_in_step() -> str:
+        together.wait(5)  # so that each of the three threads makes one call
+        return caller.call(request(server)).status
+
+    with ThreadPoolExecutor(3) as pool:
+        for _ in range(6):
+            server.add(payload=contract())
+        first = list(pool.map(lambda _: call_in_step(), range(3)))
+        server.reset_idle()
+        second = list(pool.map(lambda _: call_in_step(), range(3)))
+    assert first == second == ["success"] * 3
+    assert sorted(sent.connection for sent in server.requests) == [1, 2, 3, 4, 5, 6]
 
 
 def test_bytes_after_the_last_gzip_member_are_ignored_however_the_reads_fall() -> None:

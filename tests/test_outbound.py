@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import http.client
 import ipaddress
 import random
-import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -218,7 +216,7 @@ def test_every_new_connection_is_checked_again(local_url: str) -> None:
     answers = iter([["127.0.0.1"], ["10.0.0.5"]])
     guard = Guard(("*", "127.0.0.1"), lambda host, port: next(answers))
     port = local_url.rsplit(":", 1)[1]
-    caller = Caller(guarded_pools(guard))
+    caller = Caller(outbound.Pools(guard=guard, resolve_seconds=0))
     call_request = CallRequest("GET", f"http://rebind.test:{port}/ping", {"Connection": "close"})
     try:
         first = caller.call(call_request)
@@ -285,10 +283,7 @@ def tls_url() -> Iterator[str]:
 
 def test_https_certificates_are_verified_against_certifi(tls_url: str) -> None:
     pools = guarded_pools(Guard(("127.0.0.1",)))
-    assert pools.tls.verify_mode == ssl.CERT_REQUIRED and pools.tls.check_hostname
-    assert len(pools.tls.get_ca_certs()) == len(
-        ssl.create_default_context(cafile=certifi.where()).get_ca_certs()
-    )
+    assert pools.ca_file == certifi.where()
     caller = Caller(pools)
     try:
         outcome = caller.call(CallRequest("GET", f"{tls_url}/ping", timeout_s=5))
@@ -305,23 +300,22 @@ def test_an_https_certificate_is_checked_for_the_hosts_name_not_its_address(
 ) -> None:
     port = tls_url.rsplit(":", 1)[1]
     guard = Guard(("other.test",), lambda host, port: ["127.0.0.1"])  # resolves, not named
-    pools = guarded_pools(guard)
-    pools.tls.load_verify_locations(TLS[0])
-    caller = Caller(pools)
+    caller = Caller(guarded_pools(guard, ca_file=TLS[0]))
     try:
         outcome = caller.call(CallRequest("GET", f"https://other.test:{port}/ping", timeout_s=5))
     finally:
         caller.close()
     assert outcome.error is not None and "other.test" in outcome.error
-    assert outcome.error.startswith(f"TLS error with other.test:{port}: Hostname mismatch")
+    assert outcome.error.startswith(
+        f"TLS error with other.test:{port}: no alternative certificate subject name matches"
+    )
 
 
 def test_an_https_call_to_a_trusted_certificate_succeeds_again_and_again(
     tls_url: str,
 ) -> None:
-    pools = guarded_pools(Guard(("127.0.0.1",)))
-    pools.tls.load_verify_locations(TLS[0])  # as if the test certificate were a public one
-    caller = Caller(pools)
+    # As if the test certificate were a public one.
+    caller = Caller(guarded_pools(Guard(("127.0.0.1",)), ca_file=TLS[0]))
     try:
         first = caller.call(CallRequest("GET", f"{tls_url}/ping", timeout_s=5))
         second = caller.call(CallRequest("GET", f"{tls_url}/ping", timeout_s=5))
@@ -334,39 +328,29 @@ def test_an_https_call_to_a_trusted_certificate_succeeds_again_and_again(
 # --- the pools: bounded, never an old or closed connection ------------------------------------
 
 
-def connected(pools: outbound.Pools, port: int, count: int) -> list[http.client.HTTPConnection]:
-    made = [pools.connection("http", "127.0.0.1", port, 5.0, fresh=True) for _ in range(count)]
-    for connection in made:
-        connection.connect()
-    return made
+def test_a_thread_keeps_at_most_max_connections(local_url: str) -> None:
+    pools = outbound.Pools(max_connections=2)
+    caller = Caller(pools)
+    with ScriptedServer() as first, ScriptedServer() as second, ScriptedServer() as third:
+        try:
+            for server in (first, second, third, first, third):
+                server.add(payload={"status": "success"})
+                assert caller.call(CallRequest("GET", server.url("/x"))).http_status == 200
+        finally:
+            caller.close()
+        # first's connection was the oldest when third's was opened: closed, not kept
+        assert [s.connection for s in first.requests] == [1, 2]
+        assert [s.connection for s in third.requests] == [1, 1]
 
 
-def test_pools_keep_at_most_max_idle_connections_in_all(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(outbound, "MAX_IDLE", 3)
-    pools = outbound.plain_pools(maxsize=2)
-    with ScriptedServer() as first, ScriptedServer() as second:
-        old = connected(pools, first.port, 2)
-        new = connected(pools, second.port, 2)
-        for connection in old + new:
-            pools.put_back(connection)
-        assert [c.sock is None for c in old + new] == [True, False, False, False]  # oldest out
-        extra = connected(pools, first.port, 1)[0]
-        pools.put_back(extra)  # first's pool has room; the oldest left goes
-        assert old[1].sock is None and extra.sock is not None
-        pools.clear()
-
-
-def test_an_idle_connection_past_idle_seconds_is_closed_not_used(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    pools = outbound.plain_pools()
+def test_an_idle_connection_past_idle_seconds_is_not_used() -> None:
+    caller = Caller(outbound.Pools(idle_seconds=1))  # libcurl counts whole seconds
     with ScriptedServer() as server:
-        [kept] = connected(pools, server.port, 1)
-        pools.put_back(kept)
-        monkeypatch.setattr(outbound, "IDLE_SECONDS", 0.0)
-        time.sleep(0.01)
-        fresh = pools.connection("http", "127.0.0.1", server.port, 5.0)
-        assert fresh is not kept and kept.sock is None and fresh.sock is None  # not connected
-        pools.clear()
+        try:
+            for pause in (0.0, 1.2):
+                server.add(payload={"status": "success"})
+                time.sleep(pause)
+                assert caller.call(CallRequest("GET", server.url("/x"))).http_status == 200
+        finally:
+            caller.close()
+        assert [s.connection for s in server.requests] == [1, 2]

@@ -1,4 +1,4 @@
-"""One HTTP call to a cron endpoint with `http.client` → Outcome (no retries, no database).
+"""One HTTP call to a cron endpoint through libcurl (pycurl) → Outcome (no retries, no database).
 
 Every failure becomes an Outcome; nothing the network raises escapes `Caller.call`. Secrets (the
 token headers, a `cronToken` query parameter, URL passwords, `CallRequest.secrets`) are
@@ -10,26 +10,31 @@ from __future__ import annotations
 import functools
 import http.client
 import json as jsonlib
+import os
+import re
 import socket
-import ssl
 import zlib
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import UTC
 from datetime import datetime
+from typing import Any
 from typing import Literal
 from typing import TypeAlias
 from urllib.parse import unquote
 from urllib.parse import urlsplit
 from urllib.parse import urlunsplit
 
+import pycurl
 from urllib3.util import make_headers
 from urllib3.util import parse_url
 
 from gateway.clock import SYSTEM_CLOCK
 from gateway.clock import Clock
 from gateway.outbound import Pools
+from gateway.outbound import SocketOpener
 from gateway.outbound import TargetRefusedError
+from gateway.outbound import ip_of
 from gateway.outbound import plain_pools
 from gateway.scheduler.policy import AttemptKind
 from gateway.scheduler.redaction import redacted
@@ -40,7 +45,6 @@ OutcomeStatus = Literal["success", "error", "timeout", "skipped"]
 Trigger = Literal["schedule", "manual", "external", "retry", "backfill"]
 
 _ERROR_CHARS = 1000
-_READ_BYTES = 64 * 1024
 _ACCEPTED = frozenset({"accepted", "running", "queued"})
 _DEFAULT_HEADERS = {
     "User-Agent": "cron-gateway",
@@ -115,12 +119,16 @@ def cron_headers(
 
 
 class Caller:
-    """Makes calls through thread-safe Pools of kept-alive `http.client` connections per host
-    (outbound.py); never follows redirects.
+    """Makes calls through thread-safe Pools (outbound.py: a libcurl handle per thread, its
+    connections kept alive); never follows redirects.
 
-    The standard library rather than requests or urllib3 on this path: the whole call costs
-    about 40% less CPU than it did through urllib3's PoolManager (bench/client_cpu.py, both
-    in one sitting), and that CPU is what bounds a burst of thousands of calls.
+    libcurl (pycurl) rather than requests, urllib3 or `http.client` on this path: the call is
+    made in C with the interpreter's lock released from the first byte sent to the last one
+    read, where `http.client` takes the lock back at every socket operation and its threads
+    queue for it in a burst (bench/README.md: the same 100 calls out of two senders in about
+    half the time). A kept-alive connection the server closed under a request that got no
+    answer is sent on once more, on a new connection, by libcurl (never one that was answered
+    in part: the job ran).
     """
 
     def __init__(
@@ -157,84 +165,47 @@ class Caller:
         self.pools.clear()
 
     def _call(self, request: CallRequest, started: float) -> Outcome:
-        response, connection = self._open_once_more_if_stale(request)
-        complete = False
-        try:
-            # A stream (NDJSON) could go on for ever: it gets a total deadline. Other bodies
-            # arrive right after the headers, bounded by the per-read timeout and the size cap.
-            streaming = "ndjson" in (response.getheader("Content-Type") or "").lower()
-            body_read = self._read(response, started + request.timeout_s if streaming else None)
-            complete = body_read.complete
-            return self._from_response(response, body_read, request, self._elapsed_ms(started))
-        finally:
-            if complete:  # read to its end: the connection can carry the next call
-                self.pools.put_back(connection)
-            else:  # cut short or broken: it cannot
-                response.close()
-                connection.close()
-
-    def _open_once_more_if_stale(
-        self, request: CallRequest
-    ) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
-        """Send the request and read the response's head; if a kept-alive connection turns out
-        closed by the server before any answer, send it once more on a new one. (Pools hands
-        out no idle connection whose server has closed it; this is for one closed meanwhile.)
-
-        The app's server drops idle keep-alive connections (gunicorn after `keepalive`
-        seconds), and a request sent on one just as it closes is reset before it is read.
-        Sending it again is safe: if the first copy did reach the endpoint, the endpoint
-        refuses the second (same execution id and attempt) with 409 and keeps its record. A
-        response that breaks off after its head is never sent again: the job ran.
-        """
         url, headers = _wire_url_and_headers(request)
         body = request_body(request.json)
         if body is not None and not any(name.lower() == "content-type" for name in headers):
             headers["Content-Type"] = "application/json"
         scheme, host, port, target = _endpoint(url)
-        for attempt in (1, 2):
-            connection = self.pools.connection(
-                scheme, host, port, request.timeout_s, fresh=attempt == 2
-            )
-            kept_alive = connection.sock is not None
-            try:
-                if not kept_alive:
-                    _connect(connection)
-                connection.request(request.method, target, body, headers)
-                return connection.getresponse(), connection
-            except BaseException as exc:
-                connection.close()
-                # Only a kept-alive connection is sent on again: on a new one, a reset or a
-                # close may come after the endpoint read the request (a worker killed).
-                if attempt == 2 or not kept_alive or not _stale_connection(exc):
-                    raise
-        raise AssertionError("unreachable")
-
-    def _read(self, response: http.client.HTTPResponse, deadline: float | None) -> _Body:
-        """Read the body in chunks, keeping at most its head and tail, until done or a limit."""
-        limit = self.json_limit_bytes
-        head, tail, size, complete, timed_out = bytearray(), bytearray(), 0, True, False
-        decoder = _Decoder(response.getheader("Content-Encoding"))
-        # A chunked body is read a chunk at a time (a stream's lines as they come); any other
-        # up to _READ_BYTES at a time (read1 would not notice a short Content-Length).
-        read = response.read1 if response.chunked else response.read
-        while raw := read(_READ_BYTES):
-            chunk = decoder.decode(raw, self.max_body_bytes - size + 1)
-            size += len(chunk)
-            head += chunk[: max(0, limit - len(head))]
-            tail += chunk
-            if len(tail) > 2 * limit:  # trim now and then: amortised O(size)
-                del tail[:-limit]
-            timed_out = deadline is not None and self.clock.monotonic() > deadline
-            if size > self.max_body_bytes or timed_out:
-                complete = False
-                break
+        addresses = self.pools.addresses(host, port)
+        handle = self.pools.handle()
+        exchange = _Exchange(
+            self.json_limit_bytes, self.max_body_bytes, self.clock, started + request.timeout_s
+        )
+        netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        _prepare(handle, request, f"{scheme}://{netloc}{target}", headers, body)
+        if addresses is not None and ip_of(host) is None:
+            bracketed = ",".join(f"[{a}]" if ":" in a else a for a in addresses)
+            handle.setopt(pycurl.RESOLVE, [f"{host}:{port}:{bracketed}"])
+        opener = SocketOpener(addresses)
+        handle.setopt(pycurl.OPENSOCKETFUNCTION, opener)
+        handle.setopt(pycurl.HEADERFUNCTION, exchange.header_line)
+        handle.setopt(pycurl.WRITEFUNCTION, exchange.write)
+        try:
+            handle.perform()
+        except pycurl.error as exc:
+            if exchange.failure is not None:  # raised in a callback (a body not decodable)
+                raise exchange.failure from None
+            args: tuple[Any, ...] = exc.args
+            if args[0] == pycurl.E_WRITE_ERROR and (exchange.over or exchange.timed_out):
+                pass  # cut at max_body_bytes or a stream's deadline: judged by what came
+            elif args[0] == pycurl.E_OPERATION_TIMEDOUT and exchange.streaming:
+                exchange.timed_out = True
+            else:
+                raise _as_exception(exc, handle, exchange) from None
         else:
-            if response.length:  # the server closed before its Content-Length was sent
-                raise http.client.IncompleteRead(b"", response.length)
-        return _Body(bytes(head), bytes(tail[-limit:]), size, complete, timed_out)
+            exchange.complete = True
+        finally:
+            opener.close()
+            handle.setopt(pycurl.HEADERFUNCTION, _ignore)  # let go of the exchange
+            handle.setopt(pycurl.WRITEFUNCTION, _ignore)
+        return self._from_response(exchange, exchange.body(), request, self._elapsed_ms(started))
 
     def _from_response(
-        self, response: http.client.HTTPResponse, body: _Body, request: CallRequest, ms: int
+        self, response: _Exchange, body: _Body, request: CallRequest, ms: int
     ) -> Outcome:
         """Return the Outcome of a call that got a response."""
         code = response.status
@@ -267,11 +238,172 @@ class _ConnectTimeoutError(TimeoutError):
     """The connection could not be opened within the timeout (nothing was sent)."""
 
 
-def _connect(connection: http.client.HTTPConnection) -> None:
-    try:
-        connection.connect()
-    except TimeoutError as exc:
-        raise _ConnectTimeoutError(*exc.args) from exc
+class _TLSError(OSError):
+    """The TLS handshake or the certificate check failed; `why` says which, in libcurl's words."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+@dataclass
+class _Exchange:
+    """One call's response as libcurl hands it over: the head's lines, then the body, decoded
+    as it arrives and kept only in part (its head and tail), never past `max_body`."""
+
+    limit: int
+    max_body: int
+    clock: Clock
+    deadline: float  # by clock.monotonic(): a stream (NDJSON) is cut there
+    status: int = 0
+    reason: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    head: bytearray = field(default_factory=bytearray)
+    tail: bytearray = field(default_factory=bytearray)
+    size: int = 0
+    over: bool = False  # past max_body: libcurl was told to stop
+    complete: bool = False
+    timed_out: bool = False
+    failure: Exception | None = None  # raised while decoding: the call ends with it
+    decoder: _Decoder | None = None
+
+    def header_line(self, raw: bytes) -> None:
+        line = raw.decode("latin-1").rstrip("\r\n")
+        if line.startswith("HTTP/"):  # a new head: after a 100 Continue, or a resend
+            _, _, rest = line.partition(" ")
+            code, _, self.reason = rest.partition(" ")
+            self.status = int(code) if code.isdigit() else 0
+            self.headers = {}
+        elif ":" in line and self.status:
+            name, _, value = line.partition(":")
+            key, value = name.strip().lower(), value.strip()
+            self.headers[key] = f"{self.headers[key]}, {value}" if key in self.headers else value
+
+    def getheader(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    @property
+    def streaming(self) -> bool:
+        """True for an NDJSON stream, which could go on for ever: it gets a total deadline
+        (other bodies arrive right after the head, within libcurl's timeout)."""
+        return bool(self.status) and "ndjson" in (self.getheader("Content-Type") or "").lower()
+
+    def write(self, raw: bytes) -> int | None:
+        """Take a piece of the body; return 0 (stop the transfer) past max_body or when it
+        cannot be decoded."""
+        try:
+            if self.decoder is None:
+                self.decoder = _Decoder(self.getheader("Content-Encoding"))
+            chunk = self.decoder.decode(raw, self.max_body - self.size + 1)
+        except Exception as exc:  # noqa: BLE001 - raised again once libcurl has stopped
+            self.failure = exc
+            return 0
+        self.size += len(chunk)
+        self.head += chunk[: max(0, self.limit - len(self.head))]
+        self.tail += chunk
+        if len(self.tail) > 2 * self.limit:  # trim now and then: amortised O(size)
+            del self.tail[: -self.limit]
+        if self.size > self.max_body:
+            self.over = True
+            return 0
+        if self.streaming and self.clock.monotonic() > self.deadline:
+            self.timed_out = True
+            return 0
+        return None
+
+    def body(self) -> _Body:
+        complete = self.complete and not self.over
+        tail = bytes(self.tail[-self.limit :])
+        return _Body(bytes(self.head), tail, self.size, complete, self.timed_out)
+
+
+def _ignore(data: bytes) -> None:
+    return None
+
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(r"[\r\n\0]")
+_EXPECTING_BODY = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _prepare(
+    handle: pycurl.Curl,
+    request: CallRequest,
+    url: str,
+    headers: dict[str, str],
+    body: bytes | None,
+) -> None:
+    """Set a handle (Pools.handle) for one call: to `url` exactly as given, `headers` and
+    nothing of libcurl's own (no Expect, no form Content-Type), no redirects, no decoding (the
+    Caller decodes, bounded), one timeout for the whole call."""
+    method = request.method
+    if not _TOKEN.fullmatch(method):
+        raise ValueError(f"invalid method {method!r}")
+    lines = ["Expect:"]
+    if "content-type" not in (name.lower() for name in headers):
+        lines.append("Content-Type:")
+    for name, value in headers.items():
+        if not _TOKEN.fullmatch(name):
+            raise ValueError(f"invalid header name {name!r}")
+        if _BAD_VALUE.search(value):
+            raise ValueError(f"invalid header value {value!r}")
+        lines.append(f"{name}: {value}" if value else f"{name};")
+    timeout_ms = max(1, int(request.timeout_s * 1000))
+    options: list[tuple[int, Any]] = [
+        (pycurl.URL, url),
+        (pycurl.HTTPHEADER, lines),
+        (pycurl.PATH_AS_IS, 1),
+        (pycurl.CONNECTTIMEOUT_MS, timeout_ms),
+        (pycurl.TIMEOUT_MS, timeout_ms),
+    ]
+    if method == "HEAD":
+        options.append((pycurl.NOBODY, 1))
+    elif body is not None or method in _EXPECTING_BODY:
+        options += [(pycurl.POSTFIELDS, body or b""), (pycurl.CUSTOMREQUEST, method)]
+    elif method != "GET":
+        options.append((pycurl.CUSTOMREQUEST, method))
+    for option, value in options:
+        handle.setopt(option, value)
+
+
+def _as_exception(exc: pycurl.error, handle: pycurl.Curl, exchange: _Exchange) -> Exception:
+    """Return what a failed libcurl transfer means, as the exception `_failure` words."""
+    args: tuple[Any, ...] = exc.args
+    code, message = args[0], str(args[1])
+    errno = handle.getinfo(pycurl.OS_ERRNO)
+    if code == pycurl.E_OPERATION_TIMEDOUT:
+        connected = handle.getinfo(pycurl.CONNECT_TIME) > 0 or exchange.status
+        return TimeoutError(message) if connected else _ConnectTimeoutError(message)
+    if code == pycurl.E_COULDNT_CONNECT and errno == 111:
+        return ConnectionRefusedError(errno, "Connection refused")
+    if code == pycurl.E_COULDNT_RESOLVE_HOST:
+        return socket.gaierror(message)
+    if code == pycurl.E_PARTIAL_FILE:
+        return http.client.IncompleteRead(b"")
+    if code == pycurl.E_GOT_NOTHING:
+        return http.client.RemoteDisconnected(message)
+    if code in (pycurl.E_RECV_ERROR, pycurl.E_SEND_ERROR) and errno in (104, 32):
+        return ConnectionResetError(errno, "Connection reset by peer")
+    if code in _TLS_ERRORS:
+        return _TLSError(_LIBCURL_TLS_PREFIX.sub("", message))
+    if code == pycurl.E_URL_MALFORMAT:
+        return ValueError(message)
+    reason = os.strerror(errno) if errno else message
+    return OSError(errno or None, reason)
+
+
+_LIBCURL_TLS_PREFIX = re.compile(
+    r"^(SSL certificate problem: |SSL certificate OpenSSL verify result: |SSL: )"
+)
+_TLS_ERRORS = frozenset(
+    {
+        pycurl.E_SSL_CONNECT_ERROR,
+        pycurl.E_PEER_FAILED_VERIFICATION,
+        pycurl.E_SSL_CACERT_BADFILE,
+        pycurl.E_SSL_CERTPROBLEM,
+        pycurl.E_SSL_CIPHER,
+    }
+)
 
 
 class _Decoder:
@@ -388,7 +520,7 @@ def _judge(
     code: int,
     endpoint_status: str | None,
     document: dict[str, JsonValue],
-    response: http.client.HTTPResponse,
+    response: _Exchange,
 ) -> tuple[OutcomeStatus, str | None]:
     """Return the run status and error message for a response."""
     detail = _error_detail(document) or response.reason or ""
@@ -468,9 +600,8 @@ def _no_response(status: OutcomeStatus, kind: AttemptKind, error: str, ms: int) 
 
 def _connection_message(exc: BaseException, target: str) -> str:
     """Return e.g. "connection refused to 127.0.0.1:8000" for what the call raised."""
-    if isinstance(exc, ssl.SSLError):
-        why = getattr(exc, "verify_message", None) or exc.reason or exc.strerror
-        return f"TLS error with {target}: {why or 'handshake failed'}"
+    if isinstance(exc, _TLSError):
+        return f"TLS error with {target}: {exc.why or 'handshake failed'}"
     if isinstance(exc, http.client.IncompleteRead):
         return f"response from {target} broke off before its end"
     if isinstance(exc, zlib.error):
@@ -485,12 +616,6 @@ def _connection_message(exc: BaseException, target: str) -> str:
         return f"name resolution failed for {target}"
     reason = exc.strerror if isinstance(exc, OSError) else None
     return f"connection error to {target}" + (f": {reason}" if reason else "")
-
-
-def _stale_connection(exc: BaseException) -> bool:
-    """Return True if the connection was closed under the request (reset, or closed before
-    any answer), as happens to a kept-alive connection; never for a refused one."""
-    return isinstance(exc, (ConnectionResetError, BrokenPipeError))
 
 
 def _target(url: str) -> str:
