@@ -177,3 +177,23 @@ def test_a_run_waits_at_most_max_hold_seconds_if_the_clock_is_stepped_back() -> 
         assert called.wait(MAX_HOLD_SECONDS + 2)  # called, not an hour later
     finally:
         dispatcher.close()
+
+
+def test_on_started_is_told_of_every_run_that_leaves_the_unstarted_count() -> None:
+    # A sender's reporter sleeps until told: each call begun, and each held run taken back.
+    told: list[int] = []
+    dispatcher = Dispatcher(
+        lambda d: None, workers=2, per_host=2, on_started=lambda: told.append(1)
+    )
+    try:
+        dispatcher.submit(dispatch(1, "a"))
+        until(lambda: dispatcher.in_flight == 0, "the call to end")
+        assert len(told) == 1 and dispatcher.unstarted == 0
+        dispatcher.submit(replace(dispatch(2, "a"), due_at=datetime.now(UTC) + timedelta(30)))
+        until(lambda: dispatcher._held, "the run to wait for its time")
+        assert dispatcher.unstarted == 1 and len(told) == 1
+        assert [d.run_id for d in dispatcher.take_waiting()] == [2]
+        until(lambda: len(told) == 2, "the taken-back run to be told")
+        assert dispatcher.unstarted == 0
+    finally:
+        dispatcher.close()

@@ -35,9 +35,13 @@ class Dispatcher:
         workers: int,
         per_host: int,
         clock: Clock = SYSTEM_CLOCK,
+        on_started: Callable[[], None] | None = None,
     ) -> None:
+        """`on_started` is called (in the call's thread) each time a run handed over leaves
+        the unstarted count: its call begins, or it was taken back."""
         self._call = call
         self._clock = clock
+        self._on_started = on_started
         self._closed = threading.Event()
         # Runs waiting for their time, by run id, each with the event that takes it back.
         self._held: dict[int, tuple[Dispatch, threading.Event]] = {}
@@ -83,6 +87,8 @@ class Dispatcher:
         with self._lock:
             self._unstarted -= 1
         try:
+            if self._on_started is not None:
+                self._on_started()
             if due:
                 self._call(dispatch)
         except Exception:  # one bad call never stops the others

@@ -34,9 +34,9 @@ from gateway.store.claims import Dispatch
 
 logger = logging.getLogger("gateway.sender")
 
-# While calls wait to start, the reporter looks this often whether they have: the parent
-# holds its writing until a burst is out, and should not hold it longer.
-_START_POLL_SECONDS = 0.002
+# While a burst goes out, what changes in this long (calls begun, outcomes) goes back in one
+# message: a message per call would cost the parent more than the calls.
+_GATHER_SECONDS = 0.002
 # The reporter writes at least this often, an empty report if nothing changed: the gateway
 # tells a frozen process (stopped, or a thread holding the GIL) from one waiting on its calls.
 BEAT_SECONDS = 1.0
@@ -81,7 +81,7 @@ class _Child:
         self._done: list[Result] = []
         self._received = 0
         self._closed = False
-        self._dispatcher = Dispatcher(self._call, workers, per_host)
+        self._dispatcher = Dispatcher(self._call, workers, per_host, on_started=self._started)
 
     def serve(self) -> None:
         reporter = threading.Thread(target=self._report, name="report", daemon=True)
@@ -115,6 +115,10 @@ class _Child:
             elif kind == "close":
                 return
 
+    def _started(self) -> None:
+        with self._changed:  # the reporter tells the parent how many have not begun yet
+            self._changed.notify_all()
+
     def _call(self, dispatch: Dispatch) -> None:
         sent = self._sender(dispatch)
         with self._changed:
@@ -131,7 +135,8 @@ class _Child:
     def _report_until_closed(self) -> None:
         """Write the outcomes back in batches, and the progress of a burst going out; at least
         every BEAT_SECONDS, and once at once (the gateway gives a process runs once it has
-        heard from it)."""
+        heard from it). It sleeps until something changes (a batch, a call begun, an
+        outcome): runs held for their time cost it no wake-up."""
         if not self._write(("sent", [], 0)):
             return
         reported = (0, 0)
@@ -142,7 +147,7 @@ class _Child:
                     left = beat - time.monotonic()
                     if left <= 0:
                         break
-                    self._changed.wait(min(left, _START_POLL_SECONDS) if reported[1] else left)
+                    self._changed.wait(left)
                 done, self._done = self._done, []
                 state, closed = self._state(), self._closed
             if not self._write(("sent", done, state[1])):
@@ -150,6 +155,8 @@ class _Child:
             reported = state
             if closed and not done:
                 return
+            if done or state[1]:  # a burst going out: what the next moment brings, together
+                time.sleep(_GATHER_SECONDS)
 
     def _state(self) -> tuple[int, int]:
         return self._received, self._dispatcher.unstarted
