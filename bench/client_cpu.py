@@ -3,11 +3,11 @@
     python bench/client_cpu.py [--calls 3000] [--port 18111]
 
 Starts the recording target, then makes the same POST (the gateway's X-Cron-* headers, no
-body) through `http.client` on one keep-alive connection, through `urllib3.PoolManager` as
-the gateway calls it (streamed body, no retries), and through the gateway's own `Caller`
-(urllib3 plus outbound checks, redaction and the Outcome). Prints the CPU per call of each,
-twice in turn, and appends them to bench/results/runs.jsonl (scenario `client-cpu`).
-Nothing here is asserted.
+body) through `http.client` on one keep-alive connection, through `urllib3.PoolManager`
+(streamed body, no retries), through a bare pycurl handle, and through the gateway's own
+`Caller` (pycurl plus the outbound checks, redaction and the Outcome). Prints the CPU per
+call of each, twice in turn, and appends them to bench/results/runs.jsonl (scenario
+`client-cpu`). Nothing here is asserted.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import pycurl  # noqa: E402
 import urllib3  # noqa: E402
 
 from bench.run import append_in_process_result  # noqa: E402
@@ -82,13 +83,24 @@ def _measure(port: int, calls: int) -> dict[str, list[float]]:
             pass
         response.release_conn()
 
+    handle = pycurl.Curl()
+    header_lines = [f"{name}: {value}" for name, value in HEADERS.items()]
+
+    def curl() -> None:
+        body: list[bytes] = []
+        handle.setopt(pycurl.URL, url)
+        handle.setopt(pycurl.POSTFIELDS, b"")
+        handle.setopt(pycurl.HTTPHEADER, header_lines)
+        handle.setopt(pycurl.WRITEFUNCTION, body.append)
+        handle.perform()
+
     caller = Caller()
     request = CallRequest(method="POST", url=url, headers=dict(HEADERS), secrets=(TOKEN,))
 
     def gateway() -> None:
         caller.call(request)
 
-    clients = {"http.client": plain, "urllib3": pooled, "gateway Caller": gateway}
+    clients = {"http.client": plain, "urllib3": pooled, "pycurl": curl, "gateway Caller": gateway}
     figures: dict[str, list[float]] = {name: [] for name in clients}
     for _ in range(2):  # in turn, so a slower moment of the machine is shared
         for name, call in clients.items():

@@ -174,7 +174,6 @@ class Pools:
 
     def __init__(
         self,
-        maxsize: int = 32,
         guard: Guard | None = None,
         *,
         ca_file: str | None = None,
@@ -182,7 +181,6 @@ class Pools:
         idle_seconds: int = IDLE_SECONDS,
         max_connections: int = MAX_CONNECTIONS,
     ) -> None:
-        self.maxsize = maxsize
         self.guard = guard
         self.ca_file = ca_file or certifi.where()  # certifi's bundle, as requests uses
         self.resolve_seconds = resolve_seconds
@@ -241,7 +239,7 @@ class Pools:
         for handle in handles:
             try:
                 handle.close()
-            except pycurl.error:  # a call still going on it: it is closed as that ends
+            except pycurl.error:  # a call still going on it: freed once that call lets go of it
                 pass
 
 
@@ -266,21 +264,21 @@ class SocketOpener:
             opened.close()
 
 
-def guarded_pools(guard: Guard, maxsize: int = 32, *, ca_file: str | None = None) -> Pools:
+def guarded_pools(guard: Guard, *, ca_file: str | None = None) -> Pools:
     """Return Pools whose connections go only where the Guard allows (`ca_file`: the
     certificates trusted instead of certifi's, in tests).
 
     The calls never go through a proxy from the environment (the Caller sees to it): a proxy
     would resolve the host where we cannot check it.
     """
-    return Pools(maxsize, guard, ca_file=ca_file)
+    return Pools(guard, ca_file=ca_file)
 
 
-def plain_pools(maxsize: int = 32) -> Pools:
+def plain_pools() -> Pools:
     """Return Pools that connect anywhere (tests and benchmarks; the gateway uses
     `pools_for`). HTTPS certificates are verified against certifi's bundle, as requests does
     (the system's store may be missing in a slim container)."""
-    return Pools(maxsize)
+    return Pools()
 
 
 def guard_for(settings: Settings, resolver: Resolver = system_resolver) -> Guard:
@@ -291,4 +289,4 @@ def guard_for(settings: Settings, resolver: Resolver = system_resolver) -> Guard
 
 def pools_for(settings: Settings) -> Pools:
     """Return the guarded Pools the gateway calls through."""
-    return guarded_pools(guard_for(settings), maxsize=settings.gateway_workers)
+    return guarded_pools(guard_for(settings))
