@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ import pycurl  # noqa: E402
 import urllib3  # noqa: E402
 
 from bench.run import append_in_process_result  # noqa: E402
-from bench.target import wait_ready  # noqa: E402
+from bench.target import serving  # noqa: E402
 from gateway.scheduler.caller import Caller  # noqa: E402
 from gateway.scheduler.caller import CallRequest  # noqa: E402
 
@@ -46,17 +45,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--port", type=int, default=18111)
     args = parser.parse_args()
-    target = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "target.py"), "--port", str(args.port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_ready(args.port, 30)
+    with serving(args.port):
         figures = _measure(args.port, args.calls)
-    finally:
-        target.terminate()
-        target.wait()
     for name, values in figures.items():
         print(f"{name:16s} " + ", ".join(f"{v:.1f}" for v in values) + " µs CPU per call")
     us_per_call = {name: [round(v, 1) for v in values] for name, values in figures.items()}

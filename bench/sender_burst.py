@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import threading
 import time
@@ -30,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.run import append_in_process_result  # noqa: E402
 from bench.run import percentile  # noqa: E402
-from bench.target import wait_ready  # noqa: E402
+from bench.target import serving  # noqa: E402
 from gateway import outbound  # noqa: E402
 from gateway.clock import SYSTEM_CLOCK  # noqa: E402
 from gateway.config import load_settings  # noqa: E402
@@ -52,17 +51,8 @@ def main() -> None:
     parser.add_argument("--bursts", type=int, default=8)
     parser.add_argument("--port", type=int, default=18113)
     args = parser.parse_args()
-    target = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "target.py"), "--port", str(args.port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_ready(args.port, 30)
+    with serving(args.port):
         lateness = _bursts(args.port, args.calls, args.senders, args.bursts)
-    finally:
-        target.terminate()
-        target.wait()
     figures = {"p50": round(percentile(lateness, 50), 1), "p99": round(percentile(lateness, 99), 1)}
     print(f"lateness over the warm bursts: p50 {figures['p50']} ms, p99 {figures['p99']} ms")
     system = f"{args.senders} senders" if args.senders else "in-process threads"

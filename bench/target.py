@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 RECORDS: list[tuple[int, str, str | None, str | None]] = []
 
@@ -173,6 +176,23 @@ def wait_ready(port: int, timeout: float = 10.0) -> None:
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"target on port {port} did not start")
+
+
+@contextlib.contextmanager
+def serving(port: int) -> Iterator[None]:
+    """Run the target on 127.0.0.1:`port` in its own process for the block (in-process
+    measures: bench/client_cpu.py, bench/sender_burst.py)."""
+    target = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_ready(port, 30)
+        yield
+    finally:
+        target.terminate()
+        target.wait()
 
 
 def main() -> None:
