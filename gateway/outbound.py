@@ -249,12 +249,13 @@ class SocketOpener:
     duplicate of each socket; `close()` closes ours once the call is over."""
 
     def __init__(self, addresses: tuple[str, ...] | None) -> None:
-        self.addresses = addresses
+        # Compared as addresses, not text: libcurl writes an IPv4-mapped one differently.
+        self.allowed = None if addresses is None else {_address(a) for a in addresses}
         self.opened: list[socket.socket] = []
 
     def __call__(self, purpose: int, address: tuple[int, int, int, tuple[Any, ...]]) -> Any:
         family, kind, protocol, where = address
-        if self.addresses is not None and str(where[0]) not in self.addresses:
+        if self.allowed is not None and _address(str(where[0])) not in self.allowed:
             return pycurl.SOCKET_BAD
         self.opened.append(socket.socket(family, kind, protocol))
         return self.opened[-1]
@@ -262,6 +263,14 @@ class SocketOpener:
     def close(self) -> None:
         for opened in self.opened:
             opened.close()
+
+
+def _address(text: str) -> IPAddress | str:
+    """Return `text` as an address (its scope, as in fe80::1%eth0, left out), or as it is."""
+    try:
+        return ipaddress.ip_address(text.split("%")[0])
+    except ValueError:
+        return text
 
 
 def guarded_pools(guard: Guard, *, ca_file: str | None = None) -> Pools:

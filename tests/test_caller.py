@@ -20,6 +20,7 @@ from datetime import timezone
 from typing import Any
 from urllib.parse import quote
 
+import pycurl
 import pytest
 
 from gateway import outbound
@@ -607,3 +608,41 @@ def test_bytes_after_the_last_gzip_member_are_ignored_however_the_reads_fall() -
     body = gzip.compress(b'{"status": "success"}')
     assert decoder.decode(body + b"\0", 1 << 20) == b'{"status": "success"}'  # one byte more
     assert decoder.decode(b"\0" * 63, 1 << 20) == b""  # the rest of the padding, next read
+
+
+def test_no_answer_on_a_kept_alive_connection_is_a_response_timeout_not_a_connect_one(
+    server: ScriptedServer, caller: Caller
+) -> None:
+    server.add(payload=contract())
+    server.push(Silence())  # the second request, on the kept-alive connection: read, no answer
+    assert caller.call(request(server)).status == "success"
+    outcome = caller.call(request(server, timeout_s=0.5))
+    assert (outcome.status, outcome.kind) == ("timeout", "timeout")
+    assert outcome.error == f"no response within 0.5 s from {server.target}"  # it was sent
+    assert [sent.connection for sent in server.requests] == [1, 1]
+
+
+def test_a_header_value_beyond_ascii_is_sent_as_latin_1(
+    server: ScriptedServer, caller: Caller
+) -> None:
+    server.add(payload=contract())
+    outcome = caller.call(request(server, headers={"X-Region": "Zürich"}))
+    assert outcome.status == "success" and server.requests[0].header("X-Region") == "Zürich"
+    emoji = caller.call(request(server, headers={"X-Mood": "☀"}))  # not latin-1: not sent
+    assert emoji.kind == "invalid_request" and len(server.requests) == 1
+
+
+def test_a_handle_that_fails_is_an_outcome_not_an_exception(
+    server: ScriptedServer, caller: Caller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed = pycurl.Curl()
+    closed.close()  # as Caller.close() at shutdown can leave one under a thread
+    monkeypatch.setattr(caller.pools, "handle", lambda: closed)
+    outcome = caller.call(request(server))
+    assert (outcome.status, outcome.kind, outcome.http_status) == (
+        "error",
+        "connection_error",
+        None,
+    )
+    assert (outcome.error or "").startswith("call not made: libcurl handle error")
+    assert server.requests == []

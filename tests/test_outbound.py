@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import certifi
+import pycurl
 import pytest
 from flask import Flask
 from flask import request
@@ -354,3 +356,17 @@ def test_an_idle_connection_past_idle_seconds_is_not_used() -> None:
         finally:
             caller.close()
         assert [s.connection for s in server.requests] == [1, 2]
+
+
+def test_the_socket_check_compares_addresses_not_their_spelling() -> None:
+    mapped = outbound.SocketOpener(("::ffff:7f00:1",))  # Python's spelling; libcurl's below
+    port = 80
+    opened = mapped(0, (socket.AF_INET6, socket.SOCK_STREAM, 6, ("::ffff:127.0.0.1", port, 0, 0)))
+    try:
+        assert opened is not pycurl.SOCKET_BAD
+        assert (
+            mapped(0, (socket.AF_INET, socket.SOCK_STREAM, 6, ("10.0.0.5", port)))
+            is pycurl.SOCKET_BAD
+        )
+    finally:
+        mapped.close()

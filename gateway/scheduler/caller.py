@@ -156,6 +156,9 @@ class Caller:
             outcome = _no_response("error", "invalid_request", str(exc), self._elapsed_ms(started))
         except (http.client.HTTPException, OSError, zlib.error) as exc:
             outcome = _failure(exc, request, self._elapsed_ms(started))
+        except pycurl.error as exc:  # the handle itself failed (closed at shutdown): not sent
+            error = f"call not made: libcurl handle error ({exc})"
+            outcome = _no_response("error", "connection_error", error, self._elapsed_ms(started))
         except ValueError as exc:  # a bad URL or header value
             outcome = _invalid(exc, self._elapsed_ms(started))
         return redacted(outcome, secrets)
@@ -179,7 +182,8 @@ class Caller:
         _prepare(handle, request, f"{scheme}://{netloc}{target}", headers, body)
         if addresses is not None and ip_of(host) is None:
             bracketed = ",".join(f"[{a}]" if ":" in a else a for a in addresses)
-            handle.setopt(pycurl.RESOLVE, [f"{host}:{port}:{bracketed}"])
+            # "+": an entry that expires from the handle's DNS cache, not one kept for ever
+            handle.setopt(pycurl.RESOLVE, [f"+{host}:{port}:{bracketed}"])
         opener = SocketOpener(addresses)
         handle.setopt(pycurl.OPENSOCKETFUNCTION, opener)
         handle.setopt(pycurl.HEADERFUNCTION, exchange.header_line)
@@ -339,15 +343,16 @@ def _prepare(
     method = request.method
     if not _TOKEN.fullmatch(method):
         raise ValueError(f"invalid method {method!r}")
-    lines = ["Expect:"]
+    lines = [b"Expect:"]
     if "content-type" not in (name.lower() for name in headers):
-        lines.append("Content-Type:")
+        lines.append(b"Content-Type:")
     for name, value in headers.items():
         if not _TOKEN.fullmatch(name):
             raise ValueError(f"invalid header name {name!r}")
         if _BAD_VALUE.search(value):
             raise ValueError(f"invalid header value {value!r}")
-        lines.append(f"{name}: {value}" if value else f"{name};")
+        # latin-1, as http.client sent them (UnicodeEncodeError, a ValueError, beyond it)
+        lines.append((f"{name}: {value}" if value else f"{name};").encode("latin-1"))
     timeout_ms = max(1, int(request.timeout_s * 1000))
     options: list[tuple[int, Any]] = [
         (pycurl.URL, url),
@@ -372,8 +377,9 @@ def _as_exception(exc: pycurl.error, handle: pycurl.Curl, exchange: _Exchange) -
     code, message = args[0], str(args[1])
     errno = handle.getinfo(pycurl.OS_ERRNO)
     if code == pycurl.E_OPERATION_TIMEDOUT:
-        connected = handle.getinfo(pycurl.CONNECT_TIME) > 0 or exchange.status
-        return TimeoutError(message) if connected else _ConnectTimeoutError(message)
+        # Sent: on a kept-alive connection there is no connect time, but bytes went out.
+        sent = handle.getinfo(pycurl.REQUEST_SIZE) > 0 or exchange.status
+        return TimeoutError(message) if sent else _ConnectTimeoutError(message)
     if code == pycurl.E_COULDNT_CONNECT and errno == 111:
         return ConnectionRefusedError(errno, "Connection refused")
     if code == pycurl.E_COULDNT_RESOLVE_HOST:

@@ -86,9 +86,12 @@ class Dispatcher:
         due = self._wait_for(dispatch)
         with self._lock:
             self._unstarted -= 1
-        try:
-            if self._on_started is not None:
+        if self._on_started is not None:
+            try:
                 self._on_started()
+            except Exception:  # a hook that fails never keeps a run from its call
+                logger.exception("on_started failed before run %s", dispatch.execution_id)
+        try:
             if due:
                 self._call(dispatch)
         except Exception:  # one bad call never stops the others
