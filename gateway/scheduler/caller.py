@@ -350,7 +350,8 @@ def _prepare(
         if not _TOKEN.fullmatch(name):
             raise ValueError(f"invalid header name {name!r}")
         if _BAD_VALUE.search(value):
-            raise ValueError(f"invalid header value {value!r}")
+            # The value itself is not quoted: it may hold a secret that redaction would miss.
+            raise ValueError(f"invalid header value for {name!r}: a line break or NUL")
         # latin-1, as http.client sent them (UnicodeEncodeError, a ValueError, beyond it)
         lines.append((f"{name}: {value}" if value else f"{name};").encode("latin-1"))
     timeout_ms = max(1, int(request.timeout_s * 1000))
