@@ -125,8 +125,8 @@ class Caller:
     libcurl (pycurl) rather than requests, urllib3 or `http.client` on this path: the call is
     made in C with the interpreter's lock released from the first byte sent to the last one
     read, where `http.client` takes the lock back at every socket operation and its threads
-    queue for it in a burst (bench/README.md: the same 100 calls out of two senders in about
-    half the time). A kept-alive connection the server closed under a request that got no
+    queue for it in a burst (bench/README.md: a burst of 100 calls out of two senders in about
+    two thirds of the time). A kept-alive connection the server closed under a request that got no
     answer is sent on once more, on a new connection, by libcurl (never one that was answered
     in part: the job ran).
     """
