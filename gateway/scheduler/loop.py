@@ -6,7 +6,6 @@ and sleeps until the next due time (by index) or a short wake-up interval.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import random
@@ -168,9 +167,6 @@ class Scheduler:
         try:
             if not self._start():
                 return
-            # What the start made (modules, settings, the database's models) lives as long as
-            # the process: full collections then scan only what rounds leave, not all of it.
-            gc.freeze()
             try:
                 self._work()
             finally:

@@ -15,7 +15,6 @@ and ("waiting", [run_id, …]).
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import signal
@@ -66,11 +65,7 @@ def main(
     setup_logging()
     caller = Caller(outbound.pools_for(settings))
     sender = Sender(settings, token, caller, SYSTEM_CLOCK)
-    child = _Child(conn, sender, workers, per_host, beat_seconds)
-    # What the start made lives as long as the process: the full collections that come every
-    # so often then scan only what calls leave, not the imported modules (9 ms a time).
-    gc.freeze()
-    child.serve()
+    _Child(conn, sender, workers, per_host, beat_seconds).serve()
     caller.close()
 
 
