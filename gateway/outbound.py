@@ -1,10 +1,12 @@
-"""Outbound safety: connection pools that check every new connection's resolved address.
+"""Outbound safety: the calls' connections (libcurl), each to an address the Guard checked.
 
-The check runs when a connection is opened (so DNS rebinding between validation and call,
-and numeric IPv4 forms like ``2130706433`` or ``0x7f.1``, gain nothing): the host must be an
-allowed target, and an address that is not public (private, loopback, link-local with the
-cloud metadata service, multicast, reserved, unspecified, and their IPv6 and IPv4-mapped
-forms) is refused unless the host is listed by name or pattern, not only by ``*``.
+The host is checked by name on every call, its addresses resolved and checked by the Guard
+at most RESOLVE_SECONDS before use, and every socket libcurl opens is checked against those
+(so DNS rebinding between validation and call, and numeric IPv4 forms like ``2130706433``
+or ``0x7f.1``, gain nothing): the host must be an allowed target, and an address that is
+not public (private, loopback, link-local with the cloud metadata service, multicast,
+reserved, unspecified, and their IPv6 and IPv4-mapped forms) is refused unless the host is
+listed by name or pattern, not only by ``*``.
 """
 
 from __future__ import annotations
