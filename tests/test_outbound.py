@@ -330,7 +330,7 @@ def test_an_https_call_to_a_trusted_certificate_succeeds_again_and_again(
 # --- the pools: bounded, never an old or closed connection ------------------------------------
 
 
-def test_a_thread_keeps_at_most_max_connections(local_url: str) -> None:
+def test_a_thread_keeps_at_most_max_connections() -> None:
     pools = outbound.Pools(max_connections=2)
     caller = Caller(pools)
     with ScriptedServer() as first, ScriptedServer() as second, ScriptedServer() as third:
